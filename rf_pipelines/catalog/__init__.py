@@ -1,0 +1,1 @@
+"""The catalog database: schema migrations and the only code that writes SQL."""

@@ -1,0 +1,47 @@
+"""One cached client factory per external service; nothing is created at import time."""
+
+import functools
+
+import boto3
+from botocore.config import Config
+
+# Bounded retries with backoff for throttling and 5xx; permanent errors surface at once.
+_BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
+
+
+@functools.cache
+def _session():
+    return boto3.session.Session()
+
+
+@functools.cache
+def aws_client(service, endpoint_url=None):
+    """A shared boto3 client.
+
+    Args:
+        service: boto3 service name ("s3", "sqs", "sns", "ecs", "logs", "ses").
+        endpoint_url: an S3-compatible store or moto's server; None for AWS.
+    """
+    return _session().client(service, endpoint_url=endpoint_url, config=_BOTO_CONFIG)
+
+
+@functools.cache
+def s3_resource(endpoint_url=None):
+    """The shared boto3 S3 resource, for luigi's S3 client."""
+    return _session().resource("s3", endpoint_url=endpoint_url, config=_BOTO_CONFIG)
+
+
+@functools.cache
+def luigi_s3_client(endpoint_url=None):
+    """luigi's S3Client wired to the shared boto3 resource instead of one of its own."""
+    from luigi.contrib.s3 import S3Client
+
+    client = S3Client()
+    client.s3 = s3_resource(endpoint_url)
+    return client
+
+
+def reset():
+    """Forgets every cached client (after the environment changed, as in tests)."""
+    for factory in (_session, aws_client, s3_resource, luigi_s3_client):
+        factory.cache_clear()

