@@ -1,0 +1,1 @@
+"""Benchmarks: each module's ``run(args)`` yields rows measured against a same-run baseline."""

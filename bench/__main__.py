@@ -1,0 +1,30 @@
+"""Runs every benchmark and prints one table: ``python -m bench`` (via scripts/bench)."""
+
+import argparse
+
+from bench import bulk_completeness
+
+BENCHMARKS = {"bulk_completeness": bulk_completeness.run}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="Run one benchmark.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs per figure (median).")
+    args = parser.parse_args()
+    rows = []
+    for name, run in BENCHMARKS.items():
+        if args.only in (None, name):
+            rows.extend(run(repeat=args.repeat))
+    header = f"{'benchmark':48} {'median s':>9}  {'baseline':28} {'median s':>9} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['benchmark']:48} {r['seconds']:9.3f}  {r['baseline']:28} "
+            f"{r['baseline_seconds']:9.3f} {r['speedup']:6.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
