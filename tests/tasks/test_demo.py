@@ -8,6 +8,7 @@ import pytest
 
 from rf_pipelines.catalog import db, rows, scenes
 from rf_pipelines.errors import BuildFailed
+from rf_pipelines.services import HISTORY_DATABASE
 from rf_pipelines.targets import existing, target_for
 from rf_pipelines.tasks import DescribeRaster, RegisterRaster
 from rf_pipelines.tasks.runner import build, scheduler_url
@@ -22,11 +23,23 @@ def _luigid_done_ids():
         return set(json.load(resp)["response"])
 
 
-def test_pipeline_writes_file_and_row_then_rerun_does_nothing(data_root, database_url):
+def _history_events(admin_url, task_id):
+    url = admin_url.rsplit("/", 1)[0] + "/" + HISTORY_DATABASE
+    with db.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT e.event_name FROM tasks t JOIN task_events e ON e.task_id = t.id "
+            "WHERE t.task_id = %s ORDER BY e.ts",
+            (task_id,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_pipeline_writes_file_and_row_then_rerun_does_nothing(data_root, database_url, admin_url):
     task = RegisterRaster(path=BYTE_TIF)
     first = build([task], local_scheduler=False)
     assert "2 ran successfully" in first.summary_text
     assert task.task_id in _luigid_done_ids()
+    assert _history_events(admin_url, task.task_id)[-1] == "DONE"
 
     description_url = DescribeRaster(path=BYTE_TIF).output_url("description.json")
     assert description_url.startswith(data_root) and "/DescribeRaster/v1/" in description_url
