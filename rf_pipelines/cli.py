@@ -135,6 +135,113 @@ def demo(path, local_scheduler):
         )
 
 
+def _database():
+    """The catalog URL, after checking it answers and its schema is current."""
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import migrate
+
+    url = config.settings().database_url
+    catalog_db.check(url)
+    migrate.require_current(url)
+    return url
+
+
+def _echo_json(value):
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@cli.group(cls=_Group)
+def upload():
+    """User uploads: create, process, show, replace a file."""
+
+
+@upload.command("create")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--project", help="Project id, or a name (created if missing).")
+@click.option("--owner", default="rf-user", show_default=True, help="Owner of the scenes.")
+@click.option(
+    "--datasource", default="User uploads", show_default=True, help="Datasource name of the scenes."
+)
+def upload_create(sources, project, owner, datasource):
+    """Copy local files, folders or s3:// prefixes (their .tif/.tiff) into a new upload.
+
+    Prints the upload's id; the upload is UPLOADED, ready for `upload process`.
+    """
+    from rf_pipelines import uploading
+
+    _database()
+    click.echo(uploading.create_upload(sources, owner, datasource, project))
+
+
+@upload.command("process")
+@click.argument("upload_id")
+@click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
+@click.option("--workers", default=1, show_default=True, help="Parallel worker processes.")
+def upload_process(upload_id, local_scheduler, workers):
+    """Run the upload workflow; print the upload as JSON; exit 0 only if it is COMPLETE.
+
+    Uses luigid when it answers, else the local scheduler.
+    """
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import uploads
+    from rf_pipelines.tasks import ProcessUpload
+    from rf_pipelines.tasks.runner import build
+
+    url = _database()
+    with catalog_db.connect(url) as conn:
+        uploads.check_processable(uploads.get_upload(conn, upload_id))
+    try:
+        build(
+            [ProcessUpload(upload_id=upload_id)],
+            local_scheduler=local_scheduler or None,
+            workers=workers,
+        )
+    finally:
+        with catalog_db.connect(url) as conn:
+            _echo_json(uploads.upload_summary(conn, upload_id))
+
+
+@upload.command("show")
+@click.argument("upload_id")
+def upload_show(upload_id):
+    """Print the upload as JSON: status, and per file its status, error, scene and outputs."""
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import uploads
+
+    with catalog_db.connect(_database()) as conn:
+        _echo_json(uploads.upload_summary(conn, upload_id))
+
+
+@upload.command("replace")
+@click.argument("upload_id")
+@click.argument("source")
+def upload_replace(upload_id, source):
+    """Replace the upload's file of the same name with SOURCE; the next `upload process`
+    redoes that file alone."""
+    from rf_pipelines import uploading
+
+    _database()
+    uploading.replace_file(upload_id, source)
+    click.echo(f"replaced {source.rsplit('/', 1)[-1]} in upload {upload_id}")
+
+
+@cli.group(cls=_Group)
+def scene():
+    """Scenes in the catalog."""
+
+
+@scene.command("show")
+@click.argument("scene_id")
+def scene_show(scene_id):
+    """Print the scene as JSON: metadata, footprints, images, bands, thumbnails, COG and
+    STAC item URLs."""
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import scenes
+
+    with catalog_db.connect(_database()) as conn:
+        _echo_json(scenes.scene_details(conn, scenes.parse_scene_id(scene_id)))
+
+
 def _scene_summary(scene):
     keys = ("id", "name", "datasource_id", "written_by", "modified_at")
     summary = {key: scene[key] for key in keys}

@@ -23,6 +23,8 @@ LOCAL_LUIGID_PORT = 8082
 LOCAL_MOTO_PORT = 15000
 LOCAL_DATABASE = "rf_pipelines"
 
+DEFAULT_MAX_UPLOAD_PIXELS = 10_000_000_000
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DB_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
 
@@ -45,6 +47,11 @@ class RfConfig(luigi.Config):
         description="PostgreSQL URL of the catalog, without a password: put that in PGPASSWORD "
         "or ~/.pgpass (env RF_DATABASE_URL; default the local PostgreSQL).",
     )
+    max_upload_pixels = luigi.Parameter(
+        default="",
+        description="Largest width x height accepted in an upload file "
+        "(env RF_MAX_UPLOAD_PIXELS; default 10,000,000,000).",
+    )
     s3_endpoint_url = luigi.Parameter(
         default="",
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
@@ -61,12 +68,14 @@ class Settings:
         data_root: a local absolute path or an ``s3://bucket/prefix`` URL, without trailing slash.
         database_url: a libpq URL (``postgresql://...``) for psycopg2.
         s3_endpoint_url: endpoint URL of an S3-compatible store, or None for AWS.
+        max_upload_pixels: largest width x height accepted in an upload file.
     """
 
     home: Path
     data_root: str
     database_url: str
     s3_endpoint_url: str | None
+    max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
 
     @property
     def sqlalchemy_url(self):
@@ -114,7 +123,24 @@ def load_settings():
                 f"{source}: {endpoint!r} is not an endpoint URL; "
                 "use http://host:port or https://host"
             )
-    return Settings(home, data_root, database_url, endpoint or None)
+    limit, source = _pick(["RF_MAX_UPLOAD_PIXELS"], cfg.max_upload_pixels, "max_upload_pixels")
+    max_pixels = parse_positive_int(limit, source) if limit else DEFAULT_MAX_UPLOAD_PIXELS
+    return Settings(home, data_root, database_url, endpoint or None, max_pixels)
+
+
+def parse_positive_int(value, source):
+    """Parses a positive integer setting (underscores allowed: 10_000).
+
+    Raises:
+        ConfigError: not a positive integer.
+    """
+    try:
+        number = int(str(value).replace("_", "").replace(",", ""))
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ConfigError(f"{source}: {value!r} is not a positive integer")
+    return number
 
 
 def parse_data_root(value, source="RF_DATA_ROOT"):

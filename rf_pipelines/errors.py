@@ -39,3 +39,22 @@ class BuildFailed(RfError):
     def __init__(self, message, exit_code=1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def is_transient(error):
+    """True for errors worth retrying: our TransientError, dropped or refused connections,
+    timeouts, and S3 throttling or 5xx answers that outlived botocore's own retries."""
+    if isinstance(error, TransientError):
+        return True
+    if isinstance(error, PermanentError):
+        return False
+    import botocore.exceptions
+    import psycopg2
+
+    if isinstance(error, (botocore.exceptions.ConnectionError, psycopg2.OperationalError)):
+        return True
+    if isinstance(error, botocore.exceptions.ClientError):
+        meta = error.response.get("ResponseMetadata", {})
+        code = error.response.get("Error", {}).get("Code", "")
+        return meta.get("HTTPStatusCode", 0) >= 500 or "Throttl" in code or code == "SlowDown"
+    return isinstance(error, (ConnectionError, TimeoutError))

@@ -1,6 +1,6 @@
 """Datasources: the named sources of scenes (a satellite product, a user's uploads)."""
 
-from rf_pipelines.catalog import ids
+from rf_pipelines import ids
 from rf_pipelines.catalog.rows import jsonb, upsert
 
 

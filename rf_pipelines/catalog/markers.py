@@ -1,6 +1,6 @@
 """Completion markers of database steps (the task_markers table)."""
 
-from rf_pipelines.catalog.rows import upsert
+from rf_pipelines.catalog.rows import jsonb, upsert
 
 
 def exists(conn, marker_id):
@@ -33,3 +33,10 @@ def write(conn, marker_id, task_family, task_version, params):
         key=("marker_id",),
         touch_modified=False,
     )
+
+
+def delete_matching(conn, params):
+    """Deletes the markers whose parameters include ``params``; returns how many."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM task_markers WHERE params @> %s", (jsonb(dict(params)),))
+        return cur.rowcount

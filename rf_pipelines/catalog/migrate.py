@@ -4,6 +4,7 @@ import importlib.resources
 import re
 
 from rf_pipelines.catalog import db
+from rf_pipelines.errors import ConfigError
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Serialises concurrent `db migrate` runs (an arbitrary constant key).
@@ -58,3 +59,17 @@ def current_version(url):
             return 0
         cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
         return cur.fetchone()[0]
+
+
+def require_current(url):
+    """Fails with the fix when the database lacks migrations this release needs.
+
+    Raises:
+        ConfigError: the schema is behind.
+    """
+    have, need = current_version(url), available()[-1][0]
+    if have < need:
+        raise ConfigError(
+            f"RF_DATABASE_URL: the catalog is at schema version {have}, this release needs "
+            f"{need}; run `rf-pipelines db migrate`"
+        )

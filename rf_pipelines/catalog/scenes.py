@@ -1,8 +1,11 @@
 """Scenes: one acquisition of one datasource, with footprints, metadata and ingest status."""
 
+import uuid
+
+from rf_pipelines.catalog.db import dict_cursor
 from rf_pipelines.catalog.rows import fetch_one, upsert
 from rf_pipelines.catalog.statuses import INGEST_TRANSITIONS, check_transition
-from rf_pipelines.errors import NotFound
+from rf_pipelines.errors import InvalidInput, NotFound
 
 # Columns a caller may set; the rest (timestamps, statuses) are managed here.
 SCENE_COLUMNS = frozenset(
@@ -29,6 +32,18 @@ SCENE_COLUMNS = frozenset(
         "written_by",
     }
 )
+
+
+def parse_scene_id(value):
+    """Validates a user-supplied scene id.
+
+    Raises:
+        InvalidInput: not a UUID.
+    """
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as err:
+        raise InvalidInput(f"scene id {value!r} is not a UUID") from err
 
 
 def upsert_scene(conn, scene):
@@ -77,3 +92,53 @@ def set_ingest_status(conn, scene_id, status, reason=None):
             "WHERE id = %s",
             (str(status), reason, str(scene_id)),
         )
+
+
+def register_scene(conn, scene, images=(), thumbnails=(), project_id=None):
+    """Upserts a scene with its images (each with a "bands" list) and thumbnails, and links
+    it to a project; every row has a deterministic id, so a rerun updates in place.
+
+    Returns:
+        dict of the stored scene row.
+    """
+    stored = upsert_scene(conn, scene)
+    for image in images:
+        image = dict(image)
+        bands = image.pop("bands", [])
+        upsert(conn, "images", image)
+        for band in bands:
+            upsert(conn, "bands", band, key=("image_id", "number"), touch_modified=False)
+    for thumbnail in thumbnails:
+        upsert(conn, "thumbnails", thumbnail, key=("scene_id", "size"), touch_modified=False)
+    if project_id is not None:
+        upsert(
+            conn,
+            "project_scenes",
+            {"project_id": project_id, "scene_id": scene["id"]},
+            key=("project_id", "scene_id"),
+            touch_modified=False,
+        )
+    return stored
+
+
+def scene_details(conn, scene_id):
+    """The scene with its images, bands, thumbnails and project ids, as one dict.
+
+    Raises:
+        NotFound: no scene with this id.
+    """
+    scene = get_scene(conn, scene_id)
+    with dict_cursor(conn) as cur:
+        cur.execute("SELECT * FROM images WHERE scene_id = %s ORDER BY filename", (scene_id,))
+        scene["images"] = cur.fetchall()
+        for image in scene["images"]:
+            cur.execute("SELECT * FROM bands WHERE image_id = %s ORDER BY number", (image["id"],))
+            image["bands"] = cur.fetchall()
+        cur.execute(
+            "SELECT size, width, height, url FROM thumbnails WHERE scene_id = %s ORDER BY size",
+            (scene_id,),
+        )
+        scene["thumbnails"] = cur.fetchall()
+        cur.execute("SELECT project_id FROM project_scenes WHERE scene_id = %s", (scene_id,))
+        scene["project_ids"] = [row["project_id"] for row in cur.fetchall()]
+    return scene

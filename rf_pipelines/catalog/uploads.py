@@ -2,9 +2,15 @@
 
 import uuid
 
-from rf_pipelines.catalog.rows import fetch_one, jsonb, upsert
-from rf_pipelines.catalog.statuses import UPLOAD_TRANSITIONS, UploadStatus, check_transition
-from rf_pipelines.errors import InvalidInput, NotFound
+from rf_pipelines.catalog.db import dict_cursor
+from rf_pipelines.catalog.rows import adapt, fetch_one, jsonb, upsert
+from rf_pipelines.catalog.statuses import (
+    UPLOAD_TRANSITIONS,
+    JobStatus,
+    UploadStatus,
+    check_transition,
+)
+from rf_pipelines.errors import IllegalTransition, InvalidInput, NotFound
 
 
 def parse_upload_id(value):
@@ -73,3 +79,142 @@ def set_upload_status(conn, upload_id, status, reason=None):
             "WHERE id = %s",
             (str(status), reason, str(upload_id)),
         )
+
+
+PROCESSABLE = frozenset(
+    {
+        UploadStatus.UPLOADED,
+        UploadStatus.QUEUED,
+        UploadStatus.PROCESSING,
+        UploadStatus.FAILED,
+        UploadStatus.COMPLETE,
+    }
+)
+
+
+def check_processable(upload):
+    """Raises unless the upload's files are all in (any status from UPLOADED on).
+
+    Raises:
+        IllegalTransition: CREATED, UPLOADING or ABORTED.
+    """
+    if upload["upload_status"] not in PROCESSABLE:
+        raise IllegalTransition(
+            f"upload {upload['id']} is {upload['upload_status']}: only an upload whose files "
+            "are all uploaded (UPLOADED, QUEUED, FAILED) can be processed"
+        )
+
+
+def add_file(conn, upload_id, filename, source_uri, size_bytes):
+    """Records (or re-queues, after a replacement) one file of an upload."""
+    upsert(
+        conn,
+        "upload_files",
+        {
+            "upload_id": upload_id,
+            "filename": filename,
+            "source_uri": source_uri,
+            "size_bytes": size_bytes,
+            "status": str(JobStatus.QUEUED),
+            "error": None,
+            "scene_id": None,
+            "outputs": {},
+        },
+        key=("upload_id", "filename"),
+    )
+
+
+def list_files(conn, upload_id):
+    """The upload's files as dicts, by name."""
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT * FROM upload_files WHERE upload_id = %s ORDER BY filename",
+            (str(parse_upload_id(upload_id)),),
+        )
+        return cur.fetchall()
+
+
+def _set_file(conn, upload_id, filename, status, **columns):
+    assignments = "".join(f", {name} = %s" for name in columns)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE upload_files SET status = %s, modified_at = now(){assignments} "
+            "WHERE upload_id = %s AND filename = %s",
+            (str(status), *(adapt(v) for v in columns.values()), str(upload_id), filename),
+        )
+        if cur.rowcount != 1:
+            raise NotFound(f"upload {upload_id} has no file {filename!r}")
+
+
+def file_started(conn, upload_id, filename):
+    """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED).
+
+    Raises:
+        IllegalTransition: the upload is not ready (CREATED, UPLOADING) or is final.
+    """
+    set_upload_status(conn, upload_id, UploadStatus.PROCESSING)
+    _set_file(conn, upload_id, filename, JobStatus.PROCESSING, error=None)
+
+
+def file_failed(conn, upload_id, filename, error):
+    """Marks a file FAILURE with its error, then settles the upload's status."""
+    _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error)
+    return settle(conn, upload_id)
+
+
+def file_succeeded(conn, upload_id, filename, scene_id, outputs):
+    """Marks a file SUCCESS with its scene and output URLs, then settles the upload."""
+    _set_file(
+        conn, upload_id, filename, JobStatus.SUCCESS, error=None, scene_id=scene_id, outputs=outputs
+    )
+    return settle(conn, upload_id)
+
+
+def settle(conn, upload_id):
+    """Sets the upload COMPLETE when every file succeeded, FAILED (listing each failed file
+    and why) when every file is finished and some failed; otherwise leaves it as it is.
+
+    Returns:
+        the upload's status after the call.
+    """
+    upload = get_upload(conn, upload_id, lock=True)
+    files = list_files(conn, upload_id)
+    finished = {str(JobStatus.SUCCESS), str(JobStatus.FAILURE)}
+    if upload["upload_status"] != UploadStatus.PROCESSING or any(
+        f["status"] not in finished for f in files
+    ):
+        return upload["upload_status"]
+    failed = [f for f in files if f["status"] == JobStatus.FAILURE]
+    if not failed:
+        set_upload_status(conn, upload_id, UploadStatus.COMPLETE)
+        return UploadStatus.COMPLETE
+    reason = f"{len(failed)} of {len(files)} files failed: " + "; ".join(
+        f"{f['filename']}: {f['error']}" for f in failed
+    )
+    set_upload_status(conn, upload_id, UploadStatus.FAILED, reason=reason)
+    return UploadStatus.FAILED
+
+
+def upload_summary(conn, upload_id):
+    """The upload's status and, per file, its status, error, scene and outputs."""
+    upload = get_upload(conn, upload_id)
+    return {
+        "id": str(upload["id"]),
+        "status": upload["upload_status"],
+        "status_reason": upload["status_reason"],
+        "owner": upload["owner"],
+        "project_id": upload["project_id"] and str(upload["project_id"]),
+        "created_at": upload["created_at"].isoformat(),
+        "modified_at": upload["modified_at"].isoformat(),
+        "files": [
+            {
+                "name": f["filename"],
+                "status": f["status"],
+                "error": f["error"],
+                "scene_id": f["scene_id"] and str(f["scene_id"]),
+                "size_bytes": f["size_bytes"],
+                "outputs": f["outputs"],
+            }
+            for f in list_files(conn, upload_id)
+        ],
+    }

@@ -2,6 +2,15 @@
 
 from rf_pipelines.targets.bulk import existing
 from rf_pipelines.targets.files import is_s3, join, output_url, split_s3, target_for
-from rf_pipelines.targets.postgres import MarkerTarget
+from rf_pipelines.targets.postgres import MarkerTarget, UploadStatusTarget
 
-__all__ = ["MarkerTarget", "existing", "is_s3", "join", "output_url", "split_s3", "target_for"]
+__all__ = [
+    "MarkerTarget",
+    "UploadStatusTarget",
+    "existing",
+    "is_s3",
+    "join",
+    "output_url",
+    "split_s3",
+    "target_for",
+]

@@ -1,6 +1,10 @@
 """Local and S3 file targets chosen by URL; writes are atomic on both."""
 
+import contextlib
+import os
 import posixpath
+import shutil
+import tempfile
 from urllib.parse import urlsplit
 
 import luigi
@@ -51,8 +55,140 @@ def target_for(url, binary=True):
 def output_url(root, workflow, object_id, step, version, name):
     """The one place output paths are made: ``{root}/{workflow}/{id}/{step}/v{version}/{name}``.
 
+    ``object_id`` may have several segments (``upload/file``), never ``..`` or empty ones.
     A task's version is part of the path, so bumping it writes new outputs beside the old ones.
     """
-    if not str(object_id) or "/" in str(object_id) or str(object_id) in (".", ".."):
-        raise ValueError(f"object id {object_id!r} cannot be a path segment")
+    segments = str(object_id).split("/")
+    if any(seg in ("", ".", "..") or "\\" in seg for seg in segments):
+        raise ValueError(f"object id {object_id!r} cannot be a relative path")
     return join(root, workflow, str(object_id), step, f"v{int(version)}", name)
+
+
+def _s3():
+    return clients.aws_client("s3", config.settings().s3_endpoint_url)
+
+
+def publish(local_path, url):
+    """Moves a finished local file to ``url`` in one step: a rename into place (local) or
+    one upload (S3), so readers never see it half-written."""
+    if is_s3(url):
+        bucket, key = split_s3(url)
+        _s3().upload_file(str(local_path), bucket, key)
+        os.unlink(local_path)
+        return
+    os.makedirs(os.path.dirname(url), exist_ok=True)
+    if os.stat(local_path).st_dev != os.stat(os.path.dirname(url)).st_dev:
+        # Another file system: copy beside the final path first, so the last step is a rename.
+        tmp = f"{url}.tmp-{os.getpid()}"
+        shutil.copyfile(local_path, tmp)
+        os.unlink(local_path)
+        local_path = tmp
+    os.replace(local_path, url)
+
+
+def copy_into(source, url):
+    """Copies a local file or an ``s3://`` object to ``url`` atomically.
+
+    Returns:
+        the number of bytes copied.
+    """
+    if is_s3(source) and is_s3(url):
+        bucket, key = split_s3(url)
+        src_bucket, src_key = split_s3(source)
+        _s3().copy({"Bucket": src_bucket, "Key": src_key}, bucket, key)
+        return object_size(url)
+    with staged(source) as local:
+        fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=_scratch_dir(url))
+        os.close(fd)
+        shutil.copyfile(local, tmp)
+        size = os.path.getsize(tmp)
+        publish(tmp, url)
+        return size
+
+
+def _scratch_dir(url):
+    """A local folder for temporary files: beside ``url`` when local, so renames are atomic."""
+    if is_s3(url):
+        return None
+    os.makedirs(os.path.dirname(url), exist_ok=True)
+    return os.path.dirname(url)
+
+
+@contextlib.contextmanager
+def staged(url):
+    """Yields a local path with the content of ``url``: the file itself, or a download."""
+    if not is_s3(url):
+        yield url
+        return
+    bucket, key = split_s3(url)
+    with tempfile.TemporaryDirectory(prefix="rf-stage-") as folder:
+        local = os.path.join(folder, posixpath.basename(key) or "object")
+        _s3().download_file(bucket, key, local)
+        yield local
+
+
+@contextlib.contextmanager
+def writing(url, suffix=""):
+    """Yields a local path to write; on success it is published to ``url``, on error removed."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=_scratch_dir(url))
+    os.close(fd)
+    try:
+        yield tmp
+        publish(tmp, url)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def object_size(url):
+    """Size in bytes of a local file or S3 object."""
+    if is_s3(url):
+        bucket, key = split_s3(url)
+        return _s3().head_object(Bucket=bucket, Key=key)["ContentLength"]
+    return os.path.getsize(url)
+
+
+def list_files(prefix_url, suffixes):
+    """URLs of the files under a folder or ``s3://`` prefix whose names end with a suffix."""
+    suffixes = tuple(s.lower() for s in suffixes)
+    if not is_s3(prefix_url):
+        return sorted(
+            os.path.join(root, name)
+            for root, _dirs, names in os.walk(prefix_url)
+            for name in names
+            if name.lower().endswith(suffixes)
+        )
+    bucket, prefix = split_s3(prefix_url)
+    pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(
+        f"s3://{bucket}/{obj['Key']}"
+        for page in pages
+        for obj in page.get("Contents", ())
+        if obj["Key"].lower().endswith(suffixes)
+    )
+
+
+def remove_tree(prefix_url):
+    """Deletes everything under a folder or prefix (outputs being recomputed)."""
+    if not is_s3(prefix_url):
+        shutil.rmtree(prefix_url, ignore_errors=True)
+        return
+    bucket, prefix = split_s3(prefix_url.rstrip("/") + "/")
+    for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+        if keys:
+            _s3().delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def gdal_options(url):
+    """GDAL settings to read ``url`` in place: for ``s3://`` on an S3-compatible endpoint,
+    path-style addressing against that endpoint; nothing for local files."""
+    endpoint = config.settings().s3_endpoint_url
+    if not is_s3(url) or not endpoint:
+        return {}
+    parts = urlsplit(endpoint)
+    return {
+        "AWS_S3_ENDPOINT": parts.netloc,
+        "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }

@@ -5,7 +5,7 @@ import contextlib
 import luigi
 
 from rf_pipelines import config
-from rf_pipelines.catalog import db, markers
+from rf_pipelines.catalog import db, markers, uploads
 
 
 class MarkerTarget(luigi.Target):
@@ -35,3 +35,16 @@ class MarkerTarget(luigi.Target):
 
     def __repr__(self):
         return f"MarkerTarget({self.marker_id!r})"
+
+
+class UploadStatusTarget(luigi.Target):
+    """Exists when the upload has reached ``status`` (the whole upload's completion)."""
+
+    def __init__(self, upload_id, status, database_url=None):
+        self.upload_id = upload_id
+        self.status = str(status)
+        self.database_url = database_url or config.settings().database_url
+
+    def exists(self):
+        with db.connect(self.database_url) as conn:
+            return uploads.get_upload(conn, self.upload_id)["upload_status"] == self.status

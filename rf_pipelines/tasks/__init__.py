@@ -4,5 +4,26 @@
 """
 
 from rf_pipelines.tasks.demo import DescribeRaster, RegisterRaster
+from rf_pipelines.tasks.uploads import (
+    ConvertToCog,
+    DescribeBands,
+    MakeFootprints,
+    MakeThumbnails,
+    ProcessUpload,
+    RegisterUploadScene,
+    ValidateUploadFile,
+    WriteStacItem,
+)
 
-__all__ = ["DescribeRaster", "RegisterRaster"]
+__all__ = [
+    "ConvertToCog",
+    "DescribeBands",
+    "DescribeRaster",
+    "MakeFootprints",
+    "MakeThumbnails",
+    "ProcessUpload",
+    "RegisterRaster",
+    "RegisterUploadScene",
+    "ValidateUploadFile",
+    "WriteStacItem",
+]

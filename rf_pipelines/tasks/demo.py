@@ -6,8 +6,9 @@ from pathlib import PurePosixPath
 import luigi
 import rasterio
 
-from rf_pipelines.catalog import datasources, ids, scenes
-from rf_pipelines.imagery import describe, records
+from rf_pipelines import ids
+from rf_pipelines.catalog import datasources, scenes
+from rf_pipelines.imagery import footprint, records
 from rf_pipelines.tasks.base import RfTask
 
 DEMO_DATASOURCE = "rf_pipelines demo"
@@ -31,7 +32,7 @@ class DescribeRaster(_DemoTask):
 
     def run(self):
         with rasterio.open(self.path) as dataset:
-            summary = describe.describe(dataset)
+            summary = footprint.describe(dataset)
         summary["written_by"] = self.written_by
         with self.output().open("w") as out:
             out.write(json.dumps(summary, indent=2).encode())

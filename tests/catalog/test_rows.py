@@ -4,7 +4,8 @@ import uuid
 
 import pytest
 
-from rf_pipelines.catalog import datasources, db, ids, rows, scenes, uploads
+from rf_pipelines import ids
+from rf_pipelines.catalog import datasources, db, rows, scenes, uploads
 from rf_pipelines.catalog.statuses import IngestStatus, UploadStatus
 from rf_pipelines.errors import IllegalTransition, InvalidInput, NotFound
 

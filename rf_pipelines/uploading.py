@@ -1,0 +1,141 @@
+"""Creating uploads: user files copied into ``uploads/{upload_id}/`` and recorded as UPLOADED."""
+
+import os
+import posixpath
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from rf_pipelines import config
+from rf_pipelines.catalog import datasources, db, markers, projects, uploads
+from rf_pipelines.catalog.statuses import UploadStatus
+from rf_pipelines.errors import InvalidInput
+from rf_pipelines.targets import files
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+DEFAULT_DATASOURCE = "User uploads"
+MAX_NAME_LENGTH = 200
+
+
+def check_filename(name):
+    """Returns ``name`` if it is a plain file name; file names are untrusted input.
+
+    Raises:
+        InvalidInput: empty, a path (``/``, ``\\``, ``..``), hidden, too long or with NUL.
+    """
+    if (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in "/\\\x00")
+        or len(name) > MAX_NAME_LENGTH
+    ):
+        raise InvalidInput(f"file name {name!r} is not a plain file name")
+    return name
+
+
+def upload_url(upload_id, filename=""):
+    """Where an upload's original files live under the data root."""
+    return files.join(config.settings().data_root, "uploads", str(upload_id), filename)
+
+
+def processed_url(upload_id, filename):
+    """The folder of every output made from one upload file."""
+    return files.join(config.settings().data_root, "processed", str(upload_id), filename)
+
+
+def collect_sources(sources):
+    """Expands the user's sources into (source URL, file name) pairs.
+
+    Args:
+        sources: local files, local folders or ``s3://`` prefixes (TIFFs under them).
+
+    Raises:
+        InvalidInput: a missing file, a prefix or folder without TIFFs, or two files with the
+            same name (each becomes a scene named after its file).
+    """
+    pairs = []
+    for source in sources:
+        if files.is_s3(source) or os.path.isdir(source):
+            found = files.list_files(source, TIFF_SUFFIXES)
+            if not found:
+                raise InvalidInput(f"{source}: no .tif or .tiff files under this prefix")
+        elif os.path.isfile(source):
+            found = [os.path.abspath(source)]
+        else:
+            raise InvalidInput(f"{source}: no such file, folder or s3:// prefix")
+        pairs.extend((url, check_filename(posixpath.basename(url))) for url in found)
+    seen = {}
+    for url, name in pairs:
+        if name in seen:
+            raise InvalidInput(
+                f"two files are named {name!r} ({seen[name]} and {url}); each file of an "
+                "upload becomes a scene named after it, so rename one"
+            )
+        seen[name] = url
+    return pairs
+
+
+def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None):
+    """Copies the sources into a new upload and records it as UPLOADED.
+
+    Returns:
+        the new upload's id (UUID).
+
+    Raises:
+        InvalidInput: see ``collect_sources``; NotFound: an unknown project id.
+    """
+    pairs = collect_sources(sources)
+    url = config.settings().database_url
+    upload_id = uuid.uuid4()
+    kind = "S3" if all(files.is_s3(src) for src, _ in pairs) else "LOCAL"
+    with db.transaction(url) as conn:
+        source = datasources.upsert_datasource(conn, datasource, owner)
+        project_id = projects.resolve_project(conn, project, owner) if project else None
+        uploads.create_upload(
+            conn,
+            upload_id,
+            owner,
+            kind,
+            [n for _, n in pairs],
+            status=UploadStatus.UPLOADING,
+            datasource_id=source["id"],
+            project_id=project_id,
+        )
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sizes = list(
+                pool.map(lambda p: files.copy_into(p[0], upload_url(upload_id, p[1])), pairs)
+            )
+    except Exception as err:
+        with db.transaction(url) as conn:
+            uploads.set_upload_status(
+                conn, upload_id, UploadStatus.FAILED, reason=f"copying the files failed: {err}"
+            )
+        raise
+    with db.transaction(url) as conn:
+        for (src, name), size in zip(pairs, sizes, strict=True):
+            uploads.add_file(conn, upload_id, name, src, size)
+        uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
+    return upload_id
+
+
+def replace_file(upload_id, source):
+    """Replaces one file of an upload with a corrected one and forgets its old outputs, so
+    that the next ``upload process`` redoes that file alone.
+
+    Raises:
+        InvalidInput: the upload has no file of that name, or the source is missing.
+        IllegalTransition: the upload is COMPLETE, ABORTED or still being created.
+    """
+    name = check_filename(posixpath.basename(source))
+    if not os.path.isfile(source) and not files.is_s3(source):
+        raise InvalidInput(f"{source}: no such file")
+    url = config.settings().database_url
+    with db.transaction(url) as conn:
+        if name not in {f["filename"] for f in uploads.list_files(conn, upload_id)}:
+            raise InvalidInput(f"upload {upload_id} has no file named {name!r}")
+        uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
+        size = files.copy_into(source, upload_url(upload_id, name))
+        files.remove_tree(processed_url(upload_id, name))
+        markers.delete_matching(conn, {"upload_id": str(upload_id), "filename": name})
+        uploads.add_file(conn, upload_id, name, source, size)
