@@ -253,3 +253,7 @@ def _scene_summary(scene):
 
 def main():
     cli(prog_name="rf-pipelines")
+
+
+if __name__ == "__main__":
+    main()

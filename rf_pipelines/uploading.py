@@ -33,14 +33,20 @@ def check_filename(name):
     return name
 
 
-def upload_url(upload_id, filename=""):
-    """Where an upload's original files live under the data root."""
-    return files.join(config.settings().data_root, "uploads", str(upload_id), filename)
+def upload_url(upload_id, filename):
+    """Where one of an upload's original files lives under the data root."""
+    upload_id = uploads.parse_upload_id(upload_id)
+    return files.join(
+        config.settings().data_root, "uploads", str(upload_id), check_filename(filename)
+    )
 
 
 def processed_url(upload_id, filename):
     """The folder of every output made from one upload file."""
-    return files.join(config.settings().data_root, "processed", str(upload_id), filename)
+    upload_id = uploads.parse_upload_id(upload_id)
+    return files.join(
+        config.settings().data_root, "processed", str(upload_id), check_filename(filename)
+    )
 
 
 def collect_sources(sources):

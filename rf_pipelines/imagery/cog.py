@@ -24,8 +24,10 @@ COG_OPTIONS = {
 }
 # GDAL's messages for blocks that cannot be decoded: the file is corrupt, not the disk full.
 _READ_FAILURE = re.compile(r"IReadBlock|TIFFRead|ReadEncoded|decod|corrupt", re.IGNORECASE)
-# Bounded GDAL block cache, so memory stays flat whatever the file's size.
-GDAL_ENV = {"GDAL_CACHEMAX": 256, "GDAL_NUM_THREADS": "ALL_CPUS"}
+# Bounded GDAL block cache, so memory stays flat whatever the file's size. In bytes: rasterio
+# passes an integer to GDALSetCacheMax as bytes, and 256 bytes made every later read 500x
+# slower in the same process (measured: 61 s instead of 0.1 s for a 1024 px read).
+GDAL_ENV = {"GDAL_CACHEMAX": 256 * 1024 * 1024, "GDAL_NUM_THREADS": "ALL_CPUS"}
 
 
 def needs_warp(dataset):

@@ -64,7 +64,7 @@ def data_footprints(dataset, max_size=MASK_SIZE):
     mask = dataset.dataset_mask(out_shape=(rows, cols))
     if not mask.any():
         return None
-    transform = dataset.transform * dataset.transform.scale(
+    transform = dataset.transform @ dataset.transform.scale(
         dataset.width / cols, dataset.height / rows
     )
     polygons = [

@@ -322,9 +322,16 @@ class ProcessUpload(RfTask):
     upload_id = luigi.Parameter(description="The upload's id (UUID).")
 
     def requires(self):
-        with db.connect(config.settings().database_url) as conn:
+        names = []
+        with db.transaction(config.settings().database_url) as conn:
             uploads.check_processable(uploads.get_upload(conn, self.upload_id))
-            names = [f["filename"] for f in uploads.list_files(conn, self.upload_id)]
+            for file in uploads.list_files(conn, self.upload_id):
+                try:
+                    names.append(check_filename(file["filename"]))
+                except InvalidInput as err:
+                    # A name no task may use as a path: fail that file, process the rest.
+                    if file["status"] != "FAILURE":
+                        uploads.file_failed(conn, self.upload_id, file["filename"], str(err))
         return [RegisterUploadScene(upload_id=self.upload_id, filename=n) for n in names]
 
     def output(self):
