@@ -1,6 +1,7 @@
 """The rf-pipelines command: thin; translates errors to one-line messages and exit codes."""
 
 import json
+import os
 import sys
 
 import click
@@ -108,26 +109,42 @@ def _print_status(home):
 
 
 @cli.command()
-@click.argument("path")
+@click.argument("paths", nargs=-1, required=True)
 @click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
-def demo(path, local_scheduler):
-    """Describe the GeoTIFF at PATH and register it as a scene; print what was produced."""
+def demo(paths, local_scheduler):
+    """Upload the GeoTIFFs at PATHS (once), process the upload, print its scenes.
+
+    The upload's id derives from the paths, so a second run finds it COMPLETE and does nothing.
+    """
+    from rf_pipelines import ids, uploading
     from rf_pipelines.catalog import db as catalog_db
-    from rf_pipelines.catalog import migrate, scenes
-    from rf_pipelines.tasks import DescribeRaster, RegisterRaster
+    from rf_pipelines.catalog import migrate, scenes, uploads
+    from rf_pipelines.errors import NotFound
+    from rf_pipelines.tasks import ProcessUpload
     from rf_pipelines.tasks.runner import build, scheduler_running, scheduler_url
 
-    settings = config.settings()
-    catalog_db.check(settings.database_url)
-    migrate.migrate(settings.database_url)
-    task = RegisterRaster(path=path)
+    url = config.settings().database_url
+    catalog_db.check(url)
+    migrate.migrate(url)
+    upload_id = ids.stable_id("demo-upload", *sorted(os.path.abspath(p) for p in paths))
+    with catalog_db.connect(url) as conn:
+        try:
+            uploads.get_upload(conn, upload_id)
+            exists = True
+        except NotFound:
+            exists = False
+    if not exists:
+        uploading.create_upload(paths, "demo", project="Demo", upload_id=upload_id)
+    task = ProcessUpload(upload_id=str(upload_id))
     local_scheduler = local_scheduler or not scheduler_running()
     result = build([task], local_scheduler=local_scheduler)
     click.echo(result.summary_text)
-    with catalog_db.connect(settings.database_url) as conn:
-        scene = scenes.get_scene(conn, task.scene_id())
-    click.echo(f"description: {DescribeRaster(path=path).output_url('description.json')}")
-    click.echo("scene: " + json.dumps(_scene_summary(scene), indent=2, default=str))
+    with catalog_db.connect(url) as conn:
+        summary = uploads.upload_summary(conn, upload_id)
+        found = [scenes.scene_details(conn, f["scene_id"]) for f in summary["files"]]
+    click.echo(f"upload {upload_id}: {summary['status']}")
+    for scene in found:
+        click.echo("scene: " + json.dumps(_scene_summary(scene), indent=2, default=str))
     if not local_scheduler:
         click.echo(
             f"visualiser: {scheduler_url()}/static/visualiser/index.html"
@@ -243,8 +260,10 @@ def scene_show(scene_id):
 
 
 def _scene_summary(scene):
-    keys = ("id", "name", "datasource_id", "written_by", "modified_at")
+    keys = ("id", "name", "datasource_id", "written_by", "modified_at", "ingest_location")
     summary = {key: scene[key] for key in keys}
+    summary["stac_item"] = scene["scene_metadata"].get("stac_item_url")
+    summary["thumbnails"] = {t["size"]: t["url"] for t in scene.get("thumbnails", [])}
     ring = scene["tile_footprint_4326"]["coordinates"][0]
     lons, lats = [p[0] for p in ring], [p[1] for p in ring]
     summary["footprint_bbox_4326"] = [min(lons), min(lats), max(lons), max(lats)]

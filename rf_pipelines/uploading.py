@@ -81,8 +81,15 @@ def collect_sources(sources):
     return pairs
 
 
-def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None):
+def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, upload_id=None):
     """Copies the sources into a new upload and records it as UPLOADED.
+
+    Args:
+        sources: local files, folders or ``s3://`` prefixes.
+        owner: the user the scenes belong to.
+        datasource: datasource name of the scenes.
+        project: a project id or name to link the scenes to.
+        upload_id: a chosen id (for a repeatable demo); a new random one by default.
 
     Returns:
         the new upload's id (UUID).
@@ -92,7 +99,7 @@ def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None):
     """
     pairs = collect_sources(sources)
     url = config.settings().database_url
-    upload_id = uuid.uuid4()
+    upload_id = upload_id or uuid.uuid4()
     kind = "S3" if all(files.is_s3(src) for src, _ in pairs) else "LOCAL"
     with db.transaction(url) as conn:
         source = datasources.upsert_datasource(conn, datasource, owner)

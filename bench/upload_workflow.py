@@ -1,0 +1,159 @@
+"""The upload workflow on a 4-band uint16 4096 x 4096 GeoTIFF (128 MB) versus a bare GDAL COG
+copy of the same file, in the same run; and peak memory for a 20,000 x 20,000 x 3 upload.
+
+Baselines: ``rasterio.shutil.copy(..., driver="COG", compress="DEFLATE",
+num_threads="ALL_CPUS")`` (the bare copy) and rio-cogeo's ``cog_translate`` with its deflate
+profile, both on the same file.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from bench.timing import median_seconds
+from rf_pipelines import config, uploading
+from rf_pipelines.tasks import ProcessUpload
+from rf_pipelines.tasks.runner import build
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "geotiff" / "cog.tif"
+
+
+def make_source(path, size=4096, bands=4, chunk=1024):
+    """A striped, uncompressed uint16 GeoTIFF built from real imagery (rio-tiler's cog.tif,
+    a Landsat-like uint16 band) resampled to ``size`` and varied per band."""
+    with rasterio.open(REAL) as real:
+        base = real.read(
+            1, out_shape=(min(size, 4096), min(size, 4096)), resampling=Resampling.bilinear
+        )
+        crs, bounds = real.crs, real.bounds
+    transform = rasterio.transform.from_bounds(*bounds, size, size)
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "uint16",
+        "crs": crs,
+        "transform": transform,
+        "nodata": 0,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, size, chunk):
+            rows = min(chunk, size - row)
+            for col in range(0, size, chunk):
+                cols = min(chunk, size - col)
+                tile = base[row % base.shape[0] :][:rows, col % base.shape[1] :][:, :cols]
+                tile = np.pad(
+                    tile, ((0, rows - tile.shape[0]), (0, cols - tile.shape[1])), mode="reflect"
+                )
+                data = np.stack(
+                    [(tile.astype(np.uint32) * (b + 2) // 2) % 65535 + 1 for b in range(bands)]
+                ).astype("uint16")
+                dst.write(data, window=Window(col, row, cols, rows))
+    return path
+
+
+def run(repeat=3):
+    """Yields benchmark rows."""
+    with tempfile.TemporaryDirectory(prefix="rf-bench-") as folder:
+        folder = Path(folder)
+        os.environ["RF_DATA_ROOT"] = str(folder / "data")
+        config.settings.cache_clear()
+        source = make_source(folder / "four_band.tif")
+
+        def bare():
+            with rasterio.open(source) as src:
+                rasterio.shutil.copy(
+                    src,
+                    folder / "bare.tif",
+                    driver="COG",
+                    compress="DEFLATE",
+                    num_threads="ALL_CPUS",
+                )
+
+        def rio_cogeo():
+            from rio_cogeo.cogeo import cog_translate
+            from rio_cogeo.profiles import cog_profiles
+
+            cog_translate(source, folder / "riocogeo.tif", cog_profiles.get("deflate"), quiet=True)
+
+        def workflow():
+            upload_id = uploading.create_upload([str(source)], "bench")
+            build([ProcessUpload(upload_id=str(upload_id))], local_scheduler=True)
+
+        bare_s = median_seconds(bare, repeat)
+        yield _row(
+            "4096x4096x4 uint16: rio-cogeo cog_translate",
+            median_seconds(rio_cogeo, repeat),
+            "bare COG copy",
+            bare_s,
+        )
+        _quiet_luigi()
+        yield _row(
+            "4096x4096x4 uint16: whole upload workflow",
+            median_seconds(workflow, repeat),
+            "bare COG copy",
+            bare_s,
+        )
+
+
+def run_memory(size=20_000):
+    """Peak memory (max RSS) of a worker processing a ``size`` x ``size`` x 3 uint16 upload."""
+    with tempfile.TemporaryDirectory(prefix="rf-bench-mem-") as folder:
+        folder = Path(folder)
+        os.environ["RF_DATA_ROOT"] = str(folder / "data")
+        config.settings.cache_clear()
+        source = make_source(folder / "big.tif", size=size, bands=3)
+        upload_id = uploading.create_upload([str(source)], "bench")
+        os.unlink(source)  # the upload holds its own copy; keep the disk use down
+        started = time.perf_counter()
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rf_pipelines.cli",
+                "upload",
+                "process",
+                str(upload_id),
+                "--local-scheduler",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _pid, status, usage = os.wait4(worker.pid, 0)
+        seconds = time.perf_counter() - started
+        outcome = "COMPLETE" if os.waitstatus_to_exitcode(status) == 0 else "FAILED"
+        yield {
+            "benchmark": f"{size}x{size}x3 uint16 upload ({outcome}): peak RSS "
+            f"{usage.ru_maxrss / 1024:,.0f} MB",
+            "seconds": seconds,
+            "baseline": "-",
+            "baseline_seconds": float("nan"),
+            "speedup": float("nan"),
+        }
+
+
+def _quiet_luigi():
+    import logging
+
+    logging.getLogger("luigi-interface").setLevel(logging.WARNING)
+    logging.getLogger("luigi").setLevel(logging.WARNING)
+
+
+def _row(name, seconds, baseline_name, baseline_seconds):
+    return {
+        "benchmark": name,
+        "seconds": seconds,
+        "baseline": baseline_name,
+        "baseline_seconds": baseline_seconds,
+        "speedup": baseline_seconds / seconds,
+    }
