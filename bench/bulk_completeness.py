@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from luigi.contrib.s3 import S3Target
 
-from bench.timing import median_seconds
+from bench.timing import median_seconds, row
 from rf_pipelines import clients, config
 from rf_pipelines.targets import existing, join
 
@@ -48,7 +48,7 @@ def run(count=10_000, repeat=3):
     per_target = median_seconds(
         lambda: [S3Target(u, client=luigi_client).exists() for u in urls], repeat
     )
-    yield _row(
+    yield row(
         f"S3 store, {count:,} objects: existing()", bulk, "S3Target.exists() each", per_target
     )
 
@@ -59,16 +59,6 @@ def run(count=10_000, repeat=3):
             open(path, "wb").close()
         bulk = median_seconds(lambda: existing(paths), repeat)
         per_target = median_seconds(lambda: [os.path.exists(p) for p in paths], repeat)
-        yield _row(
+        yield row(
             f"local folder, {count:,} files: existing()", bulk, "os.path.exists() each", per_target
         )
-
-
-def _row(name, seconds, baseline_name, baseline_seconds):
-    return {
-        "benchmark": name,
-        "seconds": seconds,
-        "baseline": baseline_name,
-        "baseline_seconds": baseline_seconds,
-        "speedup": baseline_seconds / seconds,
-    }

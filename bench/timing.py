@@ -12,3 +12,13 @@ def median_seconds(fn, repeat):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def row(name, seconds, baseline_name, baseline_seconds):
+    """One line of the benchmark table: our median and the same-run baseline's."""
+    return {
+        "benchmark": name,
+        "seconds": seconds,
+        "baseline": baseline_name,
+        "baseline_seconds": baseline_seconds,
+    }
