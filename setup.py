@@ -16,7 +16,12 @@ setup(
         "psycopg2-binary>=2.9",
         "boto3>=1.34",
         "rasterio>=1.4",
+        # COG validation (the COG itself is written by GDAL's COG driver, which is faster).
+        "rio-cogeo>=5.0",
+        "pystac>=1.10",
         "shapely>=2.0",
+        "numpy>=1.26",
+        "tenacity>=8.2",
         "click>=8.1",
     ],
     extras_require={
