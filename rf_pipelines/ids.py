@@ -2,6 +2,8 @@
 
 import uuid
 
+from rf_pipelines.errors import InvalidInput
+
 # Fixed namespace of rf_pipelines ids; changing it would re-key every row.
 NAMESPACE = uuid.UUID("5f1d3c2e-8a47-4b7e-9c55-3a6c0e2b9d10")
 
@@ -23,3 +25,19 @@ def scene_id_for_product(datasource_name, product_id):
 def scene_id_for_upload(upload_id, filename):
     """Scene made from one file of an upload."""
     return stable_id("scene", "upload", upload_id, filename)
+
+
+def parse_uuid(value, what):
+    """Validates a user-supplied id.
+
+    Args:
+        value: the id as given.
+        what: its name for the message ("upload id", "scene id").
+
+    Raises:
+        InvalidInput: not a UUID.
+    """
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as err:
+        raise InvalidInput(f"{what} {value!r} is not a UUID") from err

@@ -1,11 +1,10 @@
 """Scenes: one acquisition of one datasource, with footprints, metadata and ingest status."""
 
-import uuid
-
+from rf_pipelines import ids
 from rf_pipelines.catalog.db import dict_cursor
 from rf_pipelines.catalog.rows import fetch_one, upsert
 from rf_pipelines.catalog.statuses import INGEST_TRANSITIONS, check_transition
-from rf_pipelines.errors import InvalidInput, NotFound
+from rf_pipelines.errors import NotFound
 
 # Columns a caller may set; the rest (timestamps, statuses) are managed here.
 SCENE_COLUMNS = frozenset(
@@ -35,15 +34,8 @@ SCENE_COLUMNS = frozenset(
 
 
 def parse_scene_id(value):
-    """Validates a user-supplied scene id.
-
-    Raises:
-        InvalidInput: not a UUID.
-    """
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as err:
-        raise InvalidInput(f"scene id {value!r} is not a UUID") from err
+    """Validates a user-supplied scene id (raises InvalidInput when it is not a UUID)."""
+    return ids.parse_uuid(value, "scene id")
 
 
 def upsert_scene(conn, scene):

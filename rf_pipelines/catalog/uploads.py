@@ -1,7 +1,6 @@
 """Uploads: user-supplied files waiting to become scenes, and their status."""
 
-import uuid
-
+from rf_pipelines import ids
 from rf_pipelines.catalog.db import dict_cursor
 from rf_pipelines.catalog.rows import adapt, fetch_one, jsonb, upsert
 from rf_pipelines.catalog.statuses import (
@@ -10,19 +9,12 @@ from rf_pipelines.catalog.statuses import (
     UploadStatus,
     check_transition,
 )
-from rf_pipelines.errors import IllegalTransition, InvalidInput, NotFound
+from rf_pipelines.errors import IllegalTransition, NotFound
 
 
 def parse_upload_id(value):
-    """Validates a user-supplied upload id.
-
-    Raises:
-        InvalidInput: not a UUID.
-    """
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as err:
-        raise InvalidInput(f"upload id {value!r} is not a UUID") from err
+    """Validates a user-supplied upload id (raises InvalidInput when it is not a UUID)."""
+    return ids.parse_uuid(value, "upload id")
 
 
 def create_upload(

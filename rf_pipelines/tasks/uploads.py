@@ -258,14 +258,8 @@ class RegisterUploadScene(UploadFileTask):
     the file SUCCESS, all in one transaction with this step's marker."""
 
     def requires(self):
-        params = {"upload_id": self.upload_id, "filename": self.filename}
-        return {
-            "item": WriteStacItem(**params),
-            "cog": ConvertToCog(**params),
-            "footprints": MakeFootprints(**params),
-            "thumbnails": MakeThumbnails(**params),
-            "bands": DescribeBands(**params),
-        }
+        item = WriteStacItem(upload_id=self.upload_id, filename=self.filename)
+        return {"item": item, **item.requires()}
 
     def output(self):
         return self.marker_target()
