@@ -1,0 +1,65 @@
+"""Sentinel-2 tileInfo.json records, on real files of the AWS buckets."""
+
+import json
+
+import pytest
+from shapely.geometry import Point, shape
+
+from rf_pipelines.errors import InvalidInput
+from rf_pipelines.imagery import sentinel2
+from tests.conftest import TESTDATA
+
+S2 = TESTDATA / "sentinel2"
+L1C = S2 / "sentinel-s2-l1c_tiles_19_U_DP_2017_7_29_0_tileInfo.json"
+L2A = S2 / "sentinel-s2-l2a_tiles_19_U_DP_2017_7_29_0_tileInfo.json"
+
+
+def _record(info, url="s3://sentinel-s2-l1c/tiles/19/U/DP/2017/7/29/0/tileInfo.json"):
+    return sentinel2.scene_record(info, url, "s3://sentinel-s2-l1c")
+
+
+def test_l1c_tile():
+    record = _record(json.loads(L1C.read_text()))
+    assert record["product_id"] == record["scene_key"] == "tiles/19/U/DP/2017/7/29/0"
+    assert record["datasource"] == "Sentinel-2 L1C"
+    assert record["cloud_cover"] == 24.48
+    assert record["scene_metadata"]["mgrs_tile"] == "19UDP"
+    tile = shape(record["footprints"]["tile"]["4326"])
+    data = shape(record["footprints"]["data"]["4326"])
+    assert tile.contains(Point(-69.6, 48.2))
+    assert data.area < tile.area  # 62 % data coverage
+    assert record["footprints"]["tile"]["3857"]["type"] == "Polygon"
+
+
+def test_l2a_of_the_same_tile_and_day_has_the_same_key_and_its_own_datasource():
+    l1c, l2a = _record(json.loads(L1C.read_text())), _record(json.loads(L2A.read_text()))
+    assert l1c["scene_key"] == l2a["scene_key"]
+    assert l2a["datasource"] == "Sentinel-2 L2A"
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "aws-l2a_S2A_OPER_MSI_L2A_TL_VGS1_20220401T110010_A035382_T34LBP",
+        "sinergise_S2B_MSIL1C_20201011T000249_N0209_R030_T55HFA",
+    ],
+)
+def test_other_real_tiles(folder):
+    record = _record(json.loads((S2 / folder / "tileInfo.json").read_text()))
+    assert record["acquisition_date"].tzinfo is not None
+    assert shape(record["footprints"]["data"]["4326"]).is_valid
+
+
+def test_unknown_crs_and_missing_fields():
+    info = json.loads(L1C.read_text())
+    info["tileGeometry"]["crs"]["properties"]["name"] = "urn:ogc:def:crs:EPSG:8.8.1:999999"
+    with pytest.raises(InvalidInput, match="unknown CRS"):
+        _record(info)
+    info = json.loads(L1C.read_text())
+    del info["tileGeometry"]
+    with pytest.raises(InvalidInput, match="missing field tileGeometry"):
+        _record(info)
+    info = json.loads(L1C.read_text())
+    info["timestamp"] = "yesterday"
+    with pytest.raises(InvalidInput, match="timestamp 'yesterday' is not ISO 8601"):
+        _record(info)
