@@ -52,6 +52,11 @@ class RfConfig(luigi.Config):
         description="Largest width x height accepted in an upload file "
         "(env RF_MAX_UPLOAD_PIXELS; default 10,000,000,000).",
     )
+    sentinel2_root = luigi.Parameter(
+        default="",
+        description="Root of the Sentinel-2 bucket layout (products/Y/M/D/..., tiles/...) "
+        "(env RF_SENTINEL2_ROOT; default s3://sentinel-s2-l1c).",
+    )
     s3_endpoint_url = luigi.Parameter(
         default="",
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
@@ -76,6 +81,7 @@ class Settings:
     database_url: str
     s3_endpoint_url: str | None
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
+    sentinel2_root: str = "s3://sentinel-s2-l1c"
 
     @property
     def sqlalchemy_url(self):
@@ -125,7 +131,9 @@ def load_settings():
             )
     limit, source = _pick(["RF_MAX_UPLOAD_PIXELS"], cfg.max_upload_pixels, "max_upload_pixels")
     max_pixels = parse_positive_int(limit, source) if limit else DEFAULT_MAX_UPLOAD_PIXELS
-    return Settings(home, data_root, database_url, endpoint or None, max_pixels)
+    s2_root, source = _pick(["RF_SENTINEL2_ROOT"], cfg.sentinel2_root, "sentinel2_root")
+    s2_root = parse_data_root(s2_root, source) if s2_root else Settings.sentinel2_root
+    return Settings(home, data_root, database_url, endpoint or None, max_pixels, s2_root)
 
 
 def parse_positive_int(value, source):

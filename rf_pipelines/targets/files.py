@@ -192,3 +192,38 @@ def gdal_options(url):
         "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
         "AWS_VIRTUAL_HOSTING": "FALSE",
     }
+
+
+def read_bytes(url):
+    """The content of a local file or S3 object.
+
+    Raises:
+        FileNotFoundError: no such file or object.
+    """
+    if not is_s3(url):
+        with open(url, "rb") as src:
+            return src.read()
+    bucket, key = split_s3(url)
+    s3 = _s3()
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as err:
+        raise FileNotFoundError(url) from err
+
+
+def list_folders(prefix_url):
+    """Names of the immediate sub-folders (S3 common prefixes) of a folder or prefix."""
+    if not is_s3(prefix_url):
+        try:
+            return sorted(e.name for e in os.scandir(prefix_url) if e.is_dir())
+        except FileNotFoundError:
+            return []
+    bucket, prefix = split_s3(prefix_url.rstrip("/") + "/")
+    pages = (
+        _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    )
+    return sorted(
+        p["Prefix"][len(prefix) :].rstrip("/")
+        for page in pages
+        for p in page.get("CommonPrefixes", ())
+    )

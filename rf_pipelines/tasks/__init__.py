@@ -4,6 +4,7 @@
 """
 
 from rf_pipelines.tasks.demo import DescribeRaster, RegisterRaster
+from rf_pipelines.tasks.imports import DiscoverDay, ImportBatch, ImportDay
 from rf_pipelines.tasks.uploads import (
     ConvertToCog,
     DescribeBands,
@@ -19,6 +20,9 @@ __all__ = [
     "ConvertToCog",
     "DescribeBands",
     "DescribeRaster",
+    "DiscoverDay",
+    "ImportBatch",
+    "ImportDay",
     "MakeFootprints",
     "MakeThumbnails",
     "ProcessUpload",

@@ -1,0 +1,200 @@
+"""Imported scenes and the bookkeeping of import days: batch upserts, failures, day status."""
+
+from psycopg2.extras import execute_values
+
+from rf_pipelines import ids
+from rf_pipelines.catalog.datasources import upsert_datasource
+from rf_pipelines.catalog.rows import jsonb
+
+IMPORT_OWNER = "rf_pipelines"
+_SCENE_COLUMNS = (
+    "id",
+    "name",
+    "owner",
+    "datasource_id",
+    "visibility",
+    "acquisition_date",
+    "cloud_cover",
+    "sun_azimuth",
+    "sun_elevation",
+    "tile_footprint_4326",
+    "tile_footprint_3857",
+    "data_footprint_4326",
+    "data_footprint_3857",
+    "scene_metadata",
+    "metadata_files",
+    "thumbnail_status",
+    "boundary_status",
+    "written_by",
+)
+
+
+def scene_id(record):
+    """The deterministic id of an imported scene: datasource and natural key."""
+    return ids.scene_id_for_product(record["datasource"], record["scene_key"])
+
+
+def upsert_scenes(conn, records, written_by):
+    """Inserts or updates imported scenes in one statement; a re-published product (same
+    datasource and scene key) updates its row.
+
+    Returns:
+        the number of rows written.
+    """
+    if not records:
+        return 0
+    sources = {}
+    for name in {r["datasource"] for r in records}:
+        sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
+    # One row per scene: when two records key the same scene, the last one wins.
+    unique = {scene_id(r): r for r in records}
+    values = [_scene_values(r, sources[r["datasource"]], written_by) for r in unique.values()]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) VALUES %s "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now()",
+            values,
+            page_size=1000,
+        )
+    return len(values)
+
+
+def _scene_values(record, datasource_id, written_by):
+    metadata = {
+        **record["scene_metadata"],
+        "product_id": record["product_id"],
+        "bands": record["bands"],
+        "thumbnails": record["thumbnails"],
+    }
+    data, tile = record["footprints"]["data"], record["footprints"]["tile"]
+    return (
+        scene_id(record),
+        record["scene_key"],
+        IMPORT_OWNER,
+        datasource_id,
+        "PUBLIC",
+        record["acquisition_date"],
+        record["cloud_cover"],
+        record["sun_azimuth"],
+        record["sun_elevation"],
+        jsonb(tile["4326"]),
+        jsonb(tile["3857"]),
+        jsonb(data["4326"]),
+        jsonb(data["3857"]),
+        jsonb(metadata),
+        record["metadata_files"],
+        "SUCCESS",
+        "SUCCESS",
+        written_by,
+    )
+
+
+def existing_scene_ids(conn, scene_ids):
+    """The subset of ``scene_ids`` already in the catalog, in one query."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM scenes WHERE id = ANY(%s::uuid[])", ([str(i) for i in scene_ids],)
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def imported_keys(conn, source_name, keys):
+    """The subset of ``keys`` (scene names) already imported from this source, in one query."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT name FROM scenes WHERE owner = %s AND name = ANY(%s) "
+            "AND scene_metadata->>'import_source' = %s",
+            (IMPORT_OWNER, list(keys), source_name),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def start_day(conn, source, day, discovered, manifest_url):
+    """Records a day as RUNNING with the count of scenes discovered (again on a re-check)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO import_days (source, day, status, discovered, manifest_url) "
+            "VALUES (%s, %s, 'RUNNING', %s, %s) ON CONFLICT (source, day) DO UPDATE SET "
+            "status = 'RUNNING', discovered = EXCLUDED.discovered, "
+            "manifest_url = EXCLUDED.manifest_url, checked_at = now(), modified_at = now()",
+            (source, day, discovered, manifest_url),
+        )
+
+
+def record_failures(conn, source, day, failures):
+    """Stores failed scenes (ref -> reason) and marks the day PARTIAL."""
+    with conn.cursor() as cur:
+        execute_values(
+            cur,
+            "INSERT INTO import_failures (source, day, ref, reason) VALUES %s "
+            "ON CONFLICT (source, day, ref) DO UPDATE SET reason = EXCLUDED.reason, "
+            "failed_at = now()",
+            [(source, day, ref, reason) for ref, reason in failures.items()],
+        )
+        cur.execute(
+            "UPDATE import_days SET status = 'PARTIAL', modified_at = now() "
+            "WHERE source = %s AND day = %s",
+            (source, day),
+        )
+
+
+def clear_failures(conn, source, day, refs):
+    """Forgets failures of scenes that have now been imported."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM import_failures WHERE source = %s AND day = %s AND ref = ANY(%s)",
+            (source, day, list(refs)),
+        )
+
+
+def finish_day(conn, source, day):
+    """Marks a day COMPLETE when no failure is left, PARTIAL otherwise; returns the status."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE import_days SET status = CASE WHEN EXISTS (SELECT 1 FROM import_failures f "
+            "WHERE f.source = %s AND f.day = %s) THEN 'PARTIAL'::import_status "
+            "ELSE 'COMPLETE'::import_status END, modified_at = now() "
+            "WHERE source = %s AND day = %s RETURNING status",
+            (source, day, source, day),
+        )
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def complete_days(conn, source, first, last):
+    """The days in [first, last] whose import is COMPLETE, in one query."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT day FROM import_days WHERE source = %s AND day BETWEEN %s AND %s "
+            "AND status = 'COMPLETE'",
+            (source, first, last),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def day_report(conn, source, day):
+    """The day's status, counts and failures, or None when it never ran."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, discovered, manifest_url FROM import_days "
+            "WHERE source = %s AND day = %s",
+            (source, day),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        cur.execute(
+            "SELECT ref, reason FROM import_failures WHERE source = %s AND day = %s ORDER BY ref",
+            (source, day),
+        )
+        failures = dict(cur.fetchall())
+    return {
+        "source": source,
+        "day": str(day),
+        "status": row[0],
+        "discovered": row[1],
+        "manifest": row[2],
+        "failures": failures,
+    }

@@ -1,0 +1,151 @@
+"""Scheduled imports: discover a day's scenes into a manifest, import them in batches.
+
+Graph for one source and day::
+
+    ImportDay(source, day, run_day)        the day COMPLETE, or failed as PARTIAL
+      ImportBatch x N (dynamic)            up to BATCH_SIZE scenes, concurrent reads, one marker
+        DiscoverDay(source, day, run_day)  manifest.json of references not yet imported
+
+Never one task per scene: luigi's scheduler slows down quadratically with the task count.
+``run_day`` is the day the check ran, so re-checking a past day (the look-back for late
+scenes) discovers afresh, and only references whose scene is not yet imported are kept.
+"""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import luigi
+
+from rf_pipelines import config, retry, sources
+from rf_pipelines.catalog import db, imports
+from rf_pipelines.errors import PermanentError, RfError
+from rf_pipelines.tasks.base import RfTask
+
+BATCH_SIZE = 500
+
+
+class DayFailed(PermanentError):
+    """Some scenes of a day could not be imported; the others are."""
+
+
+class _DayTask(RfTask):
+    workflow = "imports"
+    source = luigi.Parameter(description="Source name, e.g. sentinel2.")
+    day = luigi.DateParameter(description="Acquisition day to import.")
+    run_day = luigi.DateParameter(description="Day of this check (a look-back re-checks).")
+
+    def object_id(self):
+        return f"{self.source}/{self.day:%Y-%m-%d}/checked-{self.run_day:%Y-%m-%d}"
+
+    def database(self):
+        return config.settings().database_url
+
+
+class DiscoverDay(_DayTask):
+    """Lists the day's references and writes those not yet imported to manifest.json."""
+
+    def output(self):
+        return self.file_target("manifest.json")
+
+    def run(self):
+        source = sources.get_source(self.source)
+        refs = retry.call(source.discover, self.day)
+        refs = retry.call(not_yet_imported, source, refs, self.database())
+        with self.output().open("w") as out:
+            out.write(
+                json.dumps({"refs": refs, "discovered_at": datetime.now(UTC)}, default=str).encode()
+            )
+        with db.transaction(self.database()) as conn:
+            imports.start_day(conn, self.source, self.day, len(refs), self.output().path)
+        self.set_status_message(f"{len(refs)} new scenes")
+
+
+class ImportBatch(_DayTask):
+    """Reads up to BATCH_SIZE references concurrently and upserts their scenes in one
+    transaction with this batch's marker; failed scenes are recorded with their reason."""
+
+    batch = luigi.IntParameter(description="Index of the batch in the manifest.")
+
+    def requires(self):
+        return DiscoverDay(source=self.source, day=self.day, run_day=self.run_day)
+
+    def output(self):
+        return self.marker_target()
+
+    def run(self):
+        with self.input().open("r") as src:
+            refs = json.loads(src.read())["refs"]
+        refs = refs[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
+        source = sources.get_source(self.source)
+        # On a rerun after a partial failure, only the scenes still missing are read again.
+        refs = retry.call(not_yet_imported, source, refs, self.database())
+        with ThreadPoolExecutor(sources.IO_THREADS) as pool:
+            outcomes = list(pool.map(lambda ref: _read(source, ref), refs))
+        for outcome in outcomes:
+            if isinstance(outcome, dict):
+                outcome["scene_metadata"]["import_source"] = self.source
+        records = [o for o in outcomes if isinstance(o, dict)]
+        failures = {ref: o for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, str)}
+        retry.call(self._store, records, failures, refs)
+        self.set_status_message(f"batch {self.batch}: {len(records)} scenes")
+        if failures:
+            first = next(iter(failures.items()))
+            raise DayFailed(
+                f"{self.source} {self.day}: {len(failures)} of {len(refs)} scenes in batch "
+                f"{self.batch} failed, e.g. {first[0]}: {first[1]}"
+            )
+
+    def _store(self, records, failures, refs):
+        done = [ref for ref in refs if ref not in failures]
+        if failures:
+            with db.transaction(self.database()) as conn:
+                imports.upsert_scenes(conn, records, self.written_by)
+                imports.clear_failures(conn, self.source, self.day, done)
+                imports.record_failures(conn, self.source, self.day, failures)
+            return
+        with self.output().transaction() as conn:
+            imports.upsert_scenes(conn, records, self.written_by)
+            imports.clear_failures(conn, self.source, self.day, done)
+
+
+def not_yet_imported(source, refs, database_url):
+    """The references whose scene is not in the catalog yet (one query); references whose
+    key cannot be told without reading them are kept."""
+    keys = {ref: source.scene_key(ref) for ref in refs}
+    with db.connect(database_url) as conn:
+        done = imports.imported_keys(conn, source.name, [k for k in keys.values() if k])
+    return [ref for ref in refs if keys[ref] is None or keys[ref] not in done]
+
+
+def _read(source, ref):
+    """A scene record, or the reason it could not be read (bad input fails that scene)."""
+    try:
+        return retry.call(source.read, ref)
+    except RfError as err:
+        return str(err)
+
+
+class ImportDay(_DayTask):
+    """Imports every scene discovered for the day; COMPLETE, or a failure naming the scenes."""
+
+    def requires(self):
+        return DiscoverDay(source=self.source, day=self.day, run_day=self.run_day)
+
+    def output(self):
+        return self.marker_target()
+
+    def run(self):
+        with self.input().open("r") as src:
+            count = len(json.loads(src.read())["refs"])
+        batches = [
+            ImportBatch(source=self.source, day=self.day, run_day=self.run_day, batch=i)
+            for i in range((count + BATCH_SIZE - 1) // BATCH_SIZE)
+        ]
+        yield batches
+        with db.transaction(self.database()) as conn:
+            status = imports.finish_day(conn, self.source, self.day)
+        if status != "COMPLETE":
+            raise DayFailed(f"{self.source} {self.day}: {status}")
+        with self.output().transaction():
+            pass  # the marker alone: this check of the day is done
