@@ -20,6 +20,7 @@ setup(
         "rio-cogeo>=5.0",
         "pystac>=1.10",
         "shapely>=2.0",
+        "pyproj>=3.6",
         "numpy>=1.26",
         "tenacity>=8.2",
         "click>=8.1",

@@ -373,8 +373,8 @@ def start_s3(home):
             "-master.port=19333",
             "-volume.port=18080",
             "-filer.port=18888",
-            "-volume.max=0",
-            "-master.volumeSizeLimitMB=256",
+            "-volume.max=2000",
+            "-master.volumeSizeLimitMB=64",
         ],
     )
 

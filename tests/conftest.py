@@ -87,10 +87,17 @@ def empty_database(admin_url):
 
 @pytest.fixture(scope="session")
 def s3_bucket(local_services):
-    """A bucket of this session's own on the local object store."""
+    """A bucket of this session's own on the local object store, deleted at the end (the
+    store keeps a set of volumes per bucket, so tests share one and use prefixes)."""
     name = f"rf-test-{uuid.uuid4().hex[:10]}"
-    clients.aws_client("s3", local_services["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
-    return name
+    s3 = clients.aws_client("s3", local_services["AWS_ENDPOINT_URL_S3"])
+    s3.create_bucket(Bucket=name)
+    yield name
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+        if keys:
+            s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture(params=["local", "s3"])

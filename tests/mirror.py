@@ -35,13 +35,15 @@ def tile_info(day, square, sequence=0, baseline="N0205"):
     return info
 
 
-def put_json(bucket, key, value):
+def put_json(root, key, value):
+    """Writes ``value`` as JSON at ``{root}/{key}`` (root: ``s3://bucket/prefix``)."""
     s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
+    bucket, prefix = root[len("s3://") :].split("/", 1)
     body = value if isinstance(value, (bytes, str)) else json.dumps(value)
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=body)
 
 
-def put_day(bucket, day, squares, product="P1", baseline="N0205"):
+def put_day(root, day, squares, product="P1", baseline="N0205"):
     """One product acquired on ``day`` with a tile per grid square; returns the tile paths."""
     product_name = f"S2A_MSIL1C_{day:%Y%m%d}T153601_{baseline}_R111_{product}"
     product_info = copy.deepcopy(TEMPLATE_PRODUCT)
@@ -50,13 +52,13 @@ def put_day(bucket, day, squares, product="P1", baseline="N0205"):
         {**TEMPLATE_PRODUCT["tiles"][0], "path": tile_path(day, sq)} for sq in squares
     ]
     put_json(
-        bucket,
+        root,
         f"products/{day.year}/{day.month}/{day.day}/{product_name}/productInfo.json",
         product_info,
     )
     for square in squares:
         put_json(
-            bucket,
+            root,
             f"{tile_path(day, square)}/tileInfo.json",
             tile_info(day, square, baseline=baseline),
         )

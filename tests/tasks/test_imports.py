@@ -7,7 +7,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from rf_pipelines import clients, config
+from rf_pipelines import config
 from rf_pipelines.catalog import db, rows
 from rf_pipelines.cli import cli
 from tests import mirror
@@ -16,15 +16,14 @@ DAY = datetime.date(2017, 7, 29)
 
 
 @pytest.fixture()
-def s2_bucket(local_services, database_url, tmp_path, monkeypatch):
-    """A mirror bucket of the test's own; the data root (manifests) is a local folder."""
+def s2_bucket(s3_bucket, database_url, tmp_path, monkeypatch):
+    """A mirror of the test's own under the session bucket; the data root is a local folder."""
     monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("RF_DATABASE_URL", database_url)
-    name = f"s2-{uuid.uuid4().hex[:10]}"
-    clients.aws_client("s3", local_services["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=name)
-    monkeypatch.setenv("RF_SENTINEL2_ROOT", f"s3://{name}")
+    root = f"s3://{s3_bucket}/s2-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("RF_SENTINEL2_ROOT", root)
     config.settings.cache_clear()
-    return name
+    return root
 
 
 def _import(*args):
@@ -148,3 +147,14 @@ def test_bad_arguments_are_refused(s2_bucket, args, message):
     result = CliRunner().invoke(cli, ["import", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_worker_processes_import_after_the_parent_read_the_bucket(s2_bucket, database_url):
+    from rf_pipelines.targets import files
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    # The parent process reads first, so forked workers inherit its object-store client.
+    assert files.read_bytes(f"{s2_bucket}/{mirror.tile_path(DAY, 'DP')}/tileInfo.json")
+    code, days, out = _import("--date", str(DAY), "--workers", "2", "--local-scheduler")
+    assert code == 0, out
+    assert days[0]["status"] == "COMPLETE" and len(_scenes(database_url)) == 2
