@@ -5,28 +5,11 @@ from psycopg2.extras import execute_values
 from rf_pipelines import ids
 from rf_pipelines.catalog.datasources import upsert_datasource
 from rf_pipelines.catalog.rows import jsonb
+from rf_pipelines.catalog.scenes import SCENE_COLUMNS
 
 IMPORT_OWNER = "rf_pipelines"
-_SCENE_COLUMNS = (
-    "id",
-    "name",
-    "owner",
-    "datasource_id",
-    "visibility",
-    "acquisition_date",
-    "cloud_cover",
-    "sun_azimuth",
-    "sun_elevation",
-    "tile_footprint_4326",
-    "tile_footprint_3857",
-    "data_footprint_4326",
-    "data_footprint_3857",
-    "scene_metadata",
-    "metadata_files",
-    "thumbnail_status",
-    "boundary_status",
-    "written_by",
-)
+# Every settable scene column but those of uploads (ingest_location, upload_id).
+_SCENE_COLUMNS = tuple(sorted(SCENE_COLUMNS - {"ingest_location", "upload_id"}))
 
 
 def scene_id(record):
@@ -69,35 +52,27 @@ def _scene_values(record, datasource_id, written_by):
         "thumbnails": record["thumbnails"],
     }
     data, tile = record["footprints"]["data"], record["footprints"]["tile"]
-    return (
-        scene_id(record),
-        record["scene_key"],
-        IMPORT_OWNER,
-        datasource_id,
-        "PUBLIC",
-        record["acquisition_date"],
-        record["cloud_cover"],
-        record["sun_azimuth"],
-        record["sun_elevation"],
-        jsonb(tile["4326"]),
-        jsonb(tile["3857"]),
-        jsonb(data["4326"]),
-        jsonb(data["3857"]),
-        jsonb(metadata),
-        record["metadata_files"],
-        "SUCCESS",
-        "SUCCESS",
-        written_by,
-    )
-
-
-def existing_scene_ids(conn, scene_ids):
-    """The subset of ``scene_ids`` already in the catalog, in one query."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT id FROM scenes WHERE id = ANY(%s::uuid[])", ([str(i) for i in scene_ids],)
-        )
-        return {row[0] for row in cur.fetchall()}
+    row = {
+        "id": scene_id(record),
+        "name": record["scene_key"],
+        "owner": IMPORT_OWNER,
+        "datasource_id": datasource_id,
+        "visibility": "PUBLIC",
+        "acquisition_date": record["acquisition_date"],
+        "cloud_cover": record["cloud_cover"],
+        "sun_azimuth": record["sun_azimuth"],
+        "sun_elevation": record["sun_elevation"],
+        "tile_footprint_4326": jsonb(tile["4326"]),
+        "tile_footprint_3857": jsonb(tile["3857"]),
+        "data_footprint_4326": jsonb(data["4326"]),
+        "data_footprint_3857": jsonb(data["3857"]),
+        "scene_metadata": jsonb(metadata),
+        "metadata_files": record["metadata_files"],
+        "thumbnail_status": "SUCCESS",
+        "boundary_status": "SUCCESS",
+        "written_by": written_by,
+    }
+    return tuple(row[c] for c in _SCENE_COLUMNS)
 
 
 def imported_keys(conn, source_name, keys):

@@ -61,11 +61,8 @@ class DiscoverDay(_DayTask):
         self.set_status_message(f"{len(refs)} new scenes")
 
 
-class ImportBatch(_DayTask):
-    """Reads up to BATCH_SIZE references concurrently and upserts their scenes in one
-    transaction with this batch's marker; failed scenes are recorded with their reason."""
-
-    batch = luigi.IntParameter(description="Index of the batch in the manifest.")
+class _FromManifest(_DayTask):
+    """A step on the day's manifest, done when its marker row exists."""
 
     def requires(self):
         return DiscoverDay(source=self.source, day=self.day, run_day=self.run_day)
@@ -73,10 +70,19 @@ class ImportBatch(_DayTask):
     def output(self):
         return self.marker_target()
 
-    def run(self):
+    def manifest_refs(self):
         with self.input().open("r") as src:
-            refs = json.loads(src.read())["refs"]
-        refs = refs[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
+            return json.loads(src.read())["refs"]
+
+
+class ImportBatch(_FromManifest):
+    """Reads up to BATCH_SIZE references concurrently and upserts their scenes in one
+    transaction with this batch's marker; failed scenes are recorded with their reason."""
+
+    batch = luigi.IntParameter(description="Index of the batch in the manifest.")
+
+    def run(self):
+        refs = self.manifest_refs()[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
         source = sources.get_source(self.source)
         # On a rerun after a partial failure, only the scenes still missing are read again.
         refs = retry.call(not_yet_imported, source, refs, self.database())
@@ -126,18 +132,11 @@ def _read(source, ref):
         return str(err)
 
 
-class ImportDay(_DayTask):
+class ImportDay(_FromManifest):
     """Imports every scene discovered for the day; COMPLETE, or a failure naming the scenes."""
 
-    def requires(self):
-        return DiscoverDay(source=self.source, day=self.day, run_day=self.run_day)
-
-    def output(self):
-        return self.marker_target()
-
     def run(self):
-        with self.input().open("r") as src:
-            count = len(json.loads(src.read())["refs"])
+        count = len(self.manifest_refs())
         batches = [
             ImportBatch(source=self.source, day=self.day, run_day=self.run_day, batch=i)
             for i in range((count + BATCH_SIZE - 1) // BATCH_SIZE)
