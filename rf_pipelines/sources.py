@@ -6,7 +6,6 @@ retried); a bad reference fails that scene alone.
 """
 
 import json
-import posixpath
 from concurrent.futures import ThreadPoolExecutor
 
 from rf_pipelines import config
@@ -76,7 +75,3 @@ def get_source(name):
     if name not in known:
         raise InvalidInput(f"unknown source {name!r}; known sources: {', '.join(sorted(known))}")
     return known[name]()
-
-
-def label(ref):
-    return posixpath.basename(ref)

@@ -1,9 +1,11 @@
 """Scene records built from metadata: the columns the catalog stores for a scene."""
 
 import math
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from rasterio.errors import CRSError
+from rasterio.warp import transform
 
 from rf_pipelines.ids import stable_id
 
@@ -112,3 +114,30 @@ def upload_scene_records(ids, file, grid, footprints, bands, thumbnails, urls, w
         for size, t in thumbnails.items()
     ]
     return scene, [image], thumbs
+
+
+def grid_info(dataset):
+    """The grid of an open dataset as JSON-ready values."""
+    left, bottom, right, top = dataset.bounds
+    center_lat = transform(dataset.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])[1][
+        0
+    ]
+    return {
+        "crs": dataset.crs.to_string(),
+        "wkt": dataset.crs.to_wkt(),
+        "width": dataset.width,
+        "height": dataset.height,
+        "transform": list(dataset.transform)[:6],
+        "bounds": list(dataset.bounds),
+        "resolution": list(dataset.res),
+        "resolution_meters": resolution_meters(dataset.crs, dataset.res, center_lat),
+    }
+
+
+def acquisition_time(dataset):
+    """The TIFF's DATETIME tag as an aware datetime (UTC assumed), or None."""
+    stamp = dataset.tags().get("TIFFTAG_DATETIME", "")
+    try:
+        return datetime.strptime(stamp.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -40,6 +40,11 @@ def choose_rgb(dataset):
     return tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
 
 
+def sizes(dataset):
+    """(width, height) of each thumbnail size for this raster."""
+    return {size: decimated_shape(dataset, pixels)[::-1] for size, pixels in SIZES.items()}
+
+
 def stretch(band, valid):
     """Scales one band to 0-255 between its 2nd and 98th percentiles of valid pixels."""
     values = band[valid]

@@ -14,13 +14,11 @@ Graph for one upload::
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 import luigi
 import rasterio
 import rasterio.errors
-import rasterio.warp
 
 from rf_pipelines import config, ids, retry
 from rf_pipelines.catalog import db, scenes, uploads
@@ -208,8 +206,8 @@ class WriteStacItem(UploadFileTask):
     def work(self):
         inputs = self.input()
         with open_raster(inputs["cog"].path, self.filename) as dataset:
-            grid = grid_info(dataset)
-            acquired = acquisition_time(dataset) or self._upload_time()
+            grid = records.grid_info(dataset)
+            acquired = records.acquisition_time(dataset) or self._upload_time()
         item = stac.build_item(
             self.scene_id(),
             acquired,
@@ -224,33 +222,6 @@ class WriteStacItem(UploadFileTask):
     def _upload_time(self):
         with db.connect(config.settings().database_url) as conn:
             return uploads.get_upload(conn, self.upload_id)["created_at"]
-
-
-def grid_info(dataset):
-    """The grid of an open dataset as JSON-ready values."""
-    left, bottom, right, top = dataset.bounds
-    center_lat = rasterio.warp.transform(
-        dataset.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2]
-    )[1][0]
-    return {
-        "crs": dataset.crs.to_string(),
-        "wkt": dataset.crs.to_wkt(),
-        "width": dataset.width,
-        "height": dataset.height,
-        "transform": list(dataset.transform)[:6],
-        "bounds": list(dataset.bounds),
-        "resolution": list(dataset.res),
-        "resolution_meters": records.resolution_meters(dataset.crs, dataset.res, center_lat),
-    }
-
-
-def acquisition_time(dataset):
-    """The TIFF's DATETIME tag as an aware datetime (UTC assumed), or None."""
-    stamp = dataset.tags().get("TIFFTAG_DATETIME", "")
-    try:
-        return datetime.strptime(stamp.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 class RegisterUploadScene(UploadFileTask):
@@ -268,16 +239,12 @@ class RegisterUploadScene(UploadFileTask):
         inputs = self.input()
         scene_id = ids.scene_id_for_upload(self.upload_id, self.filename)
         with open_raster(inputs["cog"].path, self.filename) as dataset:
-            grid = grid_info(dataset)
-            thumbs = {}
-            for size, pixels in thumbnail.SIZES.items():
-                rows, cols = footprint.decimated_shape(dataset, pixels)
-                thumbs[size] = {
-                    "url": inputs["thumbnails"][size].path,
-                    "width": cols,
-                    "height": rows,
-                }
-            acquired = acquisition_time(dataset)
+            grid = records.grid_info(dataset)
+            thumbs = {
+                size: {"url": inputs["thumbnails"][size].path, "width": cols, "height": rows}
+                for size, (cols, rows) in thumbnail.sizes(dataset).items()
+            }
+            acquired = records.acquisition_time(dataset)
         urls = {
             "cog": inputs["cog"].path,
             "stac_item": inputs["item"].path,
