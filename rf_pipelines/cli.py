@@ -152,6 +152,47 @@ def demo(paths, local_scheduler):
         )
 
 
+@cli.command("demo-imports")
+@click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
+@click.option("--port", default=7822, show_default=True, help="Port of the local STAC API.")
+def demo_imports(local_scheduler, port):
+    """Import a day of the sample Landsat and Sentinel-2 scenes from a local mirror.
+
+    Builds the mirror under RF_HOME/mirror from examples/mirror (Sentinel-2 bucket layout,
+    Landsat bucket with MTLs), serves its STAC items from a local STAC API server, and runs
+    the sentinel2, landsat and sentinel2-stac imports of their days. A second run finds the
+    days complete and does nothing.
+    """
+    import datetime
+
+    from rf_pipelines import mirror
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import imports
+    from rf_pipelines.tasks import ImportDay
+    from rf_pipelines.tasks.runner import build, scheduler_running
+
+    settings = config.settings()
+    url = _database()
+    built = mirror.build_local(settings.home / "mirror")
+    with services.stac_api(built["item_files"], settings.home / "services" / "stac", port) as api:
+        os.environ.update(
+            RF_SENTINEL2_ROOT=built["sentinel2_root"],
+            RF_LANDSAT_STAC_URL=api,
+            RF_SENTINEL2_STAC_URL=api,
+            RF_ASSET_MIRRORS=f"{mirror.LANDSAT_BUCKET}={built['landsat_root']}",
+        )
+        config.settings.cache_clear()
+        days = {s: datetime.date.fromisoformat(d) for s, d in built["days"].items()}
+        tasks = [ImportDay(source=s, day=d, run_day=d) for s, d in days.items()]
+        result = build(tasks, local_scheduler=local_scheduler or not scheduler_running())
+    click.echo(result.summary_text)
+    with catalog_db.connect(url) as conn:
+        for source, day in days.items():
+            click.echo(json.dumps(imports.day_report(conn, source, day), default=str))
+            for scene in imports.day_scenes(conn, source, day):
+                click.echo("  " + json.dumps(scene, default=str))
+
+
 def _database():
     """The catalog URL, after checking it answers and its schema is current."""
     from rf_pipelines.catalog import db as catalog_db

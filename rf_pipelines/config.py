@@ -57,6 +57,21 @@ class RfConfig(luigi.Config):
         description="Root of the Sentinel-2 bucket layout (products/Y/M/D/..., tiles/...) "
         "(env RF_SENTINEL2_ROOT; default s3://sentinel-s2-l1c).",
     )
+    sentinel2_stac_url = luigi.Parameter(
+        default="", description="STAC API of source sentinel2-stac (env RF_SENTINEL2_STAC_URL)."
+    )
+    landsat_stac_url = luigi.Parameter(
+        default="", description="STAC API of source landsat (env RF_LANDSAT_STAC_URL)."
+    )
+    landsat_collections = luigi.Parameter(
+        default="",
+        description="Comma-separated Landsat collections (env RF_LANDSAT_COLLECTIONS).",
+    )
+    asset_mirrors = luigi.Parameter(
+        default="",
+        description="Comma-separated PREFIX=MIRROR pairs: read asset hrefs starting with PREFIX "
+        "from MIRROR instead (env RF_ASSET_MIRRORS).",
+    )
     s3_endpoint_url = luigi.Parameter(
         default="",
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
@@ -82,6 +97,10 @@ class Settings:
     s3_endpoint_url: str | None
     max_upload_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS
     sentinel2_root: str = "s3://sentinel-s2-l1c"
+    sentinel2_stac_url: str = "https://earth-search.aws.element84.com/v1"
+    landsat_stac_url: str = "https://landsatlook.usgs.gov/stac-server"
+    landsat_collections: tuple = ("landsat-c2l2-sr",)
+    asset_mirrors: tuple = ()
 
     @property
     def sqlalchemy_url(self):
@@ -133,7 +152,47 @@ def load_settings():
     max_pixels = parse_positive_int(limit, source) if limit else DEFAULT_MAX_UPLOAD_PIXELS
     s2_root, source = _pick(["RF_SENTINEL2_ROOT"], cfg.sentinel2_root, "sentinel2_root")
     s2_root = parse_data_root(s2_root, source) if s2_root else Settings.sentinel2_root
-    return Settings(home, data_root, database_url, endpoint or None, max_pixels, s2_root)
+    urls = {}
+    for key, env in (
+        ("sentinel2_stac_url", "RF_SENTINEL2_STAC_URL"),
+        ("landsat_stac_url", "RF_LANDSAT_STAC_URL"),
+    ):
+        value, source = _pick([env], getattr(cfg, key), key)
+        urls[key] = parse_http_url(value, source) if value else getattr(Settings, key)
+    value, _ = _pick(["RF_LANDSAT_COLLECTIONS"], cfg.landsat_collections, "landsat_collections")
+    collections = tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
+    value, source = _pick(["RF_ASSET_MIRRORS"], cfg.asset_mirrors, "asset_mirrors")
+    mirrors = parse_mirrors(value, source) if value else ()
+    return Settings(
+        home,
+        data_root,
+        database_url,
+        endpoint or None,
+        max_pixels,
+        s2_root,
+        landsat_collections=collections or Settings.landsat_collections,
+        asset_mirrors=mirrors,
+        **urls,
+    )
+
+
+def parse_http_url(value, source):
+    """An http(s) URL setting, without trailing slash."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{source}: {value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+def parse_mirrors(value, source):
+    """``PREFIX=MIRROR,...`` -> ((prefix, mirror), ...), longest prefix first."""
+    pairs = []
+    for item in value.split(","):
+        prefix, sep, mirror = item.strip().partition("=")
+        if not sep or not prefix or not mirror:
+            raise ConfigError(f"{source}: {item.strip()!r} is not PREFIX=MIRROR")
+        pairs.append((prefix, mirror))
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))
 
 
 def parse_positive_int(value, source):

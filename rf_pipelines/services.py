@@ -5,6 +5,7 @@ idempotent (a running, answering service is left alone); stop sends SIGTERM to t
 group, then SIGKILL after a timeout, so nothing is left behind.
 """
 
+import contextlib
 import glob
 import os
 import pwd
@@ -485,3 +486,34 @@ def status(home):
         running = bool(pid and _pid_alive(pid) and ready())
         states.append(ServiceState(name, running, pid if running else None, _URLS[name]))
     return states
+
+
+# --- A STAC API server for local mirrors (demo and tests) ---------------------------------
+
+
+@contextlib.contextmanager
+def stac_api(item_files, folder, port=7822):
+    """Serves STAC items through rustac's STAC API server (stac-server, memory backend) on
+    127.0.0.1 while the block runs; collections are made for the items' collection ids.
+
+    Args:
+        item_files: JSON files of items or item collections (STAC 1.x).
+        folder: where its pid and log go.
+
+    Yields:
+        str: the API's root URL.
+    """
+    binary = _which("rustac")
+    if not binary:
+        raise ServiceUnavailable("rustac is not installed; run scripts/setup")
+    folder = Path(folder)
+    url = f"http://{HOST}:{port}"
+    if _http_ok(url + "/"):
+        raise ServiceUnavailable(f"port {port} is already serving; stop that server first")
+    argv = [binary, "serve", "--create-collections", "--addr", f"{HOST}:{port}"]
+    pid = _spawn(folder, argv + [str(f) for f in item_files])
+    try:
+        _wait_until("STAC API", lambda: _http_ok(url + "/collections"), log=folder / "log")
+        yield url
+    finally:
+        _stop_group(pid)

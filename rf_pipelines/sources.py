@@ -1,19 +1,25 @@
-"""Import sources: how to discover a day's scenes and read each one into a scene record.
+"""Import sources: how to discover a day's scenes and read them into scene records.
 
-A source lists references (metadata URLs) for a day, and turns one reference into a scene
-record with the parsers of ``imagery/``. Discovery errors propagate (the day fails and is
-retried); a bad reference fails that scene alone.
+A source's ``discover(day)`` returns the day's entries: metadata URLs (bucket layouts) or
+STAC items (STAC APIs), which the manifest stores as they are. ``product_id(entry)`` tells,
+without reading anything, which product an entry is, so entries already imported are
+skipped; ``read_batch(entries)`` returns a record or the reason for each. Discovery errors
+propagate (the day fails and is retried); a bad entry fails that scene alone.
 """
 
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 from rf_pipelines import config
-from rf_pipelines.errors import InvalidInput
-from rf_pipelines.imagery import sentinel2
+from rf_pipelines.errors import InvalidInput, PermanentError, RfError, TransientError
+from rf_pipelines.imagery import mtl, sentinel2, stac_items
 from rf_pipelines.targets import files
+from rf_pipelines.targets.reading import read_many
 
 IO_THREADS = 16
+STAC_PAGE_SIZE = 500
+STAC_TIMEOUT_S = 30
 
 
 class Sentinel2Bucket:
@@ -41,37 +47,175 @@ class Sentinel2Bucket:
             # Kept as a reference: reading it fails that product alone, with the reason.
             return [product_url]
 
-    def scene_key(self, ref):
-        """The scene key of a reference without reading it: the tile path."""
+    slug = "sentinel2"
+
+    def product_id(self, ref):
+        """The product id of a reference without reading it: the tile path."""
         if ref.endswith("/tileInfo.json"):
             return ref[len(self.root) + 1 : -len("/tileInfo.json")]
         return None
 
-    def read(self, ref):
-        """The scene record of one tileInfo.json.
+    def label(self, ref):
+        return ref
+
+    def read_batch(self, refs):
+        """A scene record, or the reason it could not be read, for each tileInfo.json."""
+        return [self._record(ref, body) for ref, body in zip(refs, read_many(refs), strict=True)]
+
+    def _record(self, ref, body):
+        if ref.endswith("productInfo.json"):
+            return f"{ref}: productInfo.json is missing or lists no tiles"
+        if isinstance(body, FileNotFoundError):
+            return f"{ref}: the tile's metadata is missing"
+        if isinstance(body, Exception):
+            return f"{ref}: cannot be read ({body})"
+        try:
+            return sentinel2.scene_record(json.loads(body), ref, self.root)
+        except ValueError as err:  # InvalidInput is a ValueError too
+            return str(err) if isinstance(err, RfError) else f"{ref}: not valid JSON ({err})"
+
+
+class StacApi:
+    """Any STAC API collection: a day's items by item search (paged), one record per item.
+
+    With ``landsat_mtl`` each item is completed from its MTL file (``stac_items.
+    merge_landsat_mtl``); asset hrefs go through ``mirrors`` (prefix -> prefix) first, so a
+    mirrored bucket is read instead of the provider's.
+    """
+
+    def __init__(self, name, url, collections, datasource, landsat_mtl=False, mirrors=()):
+        self.name = name
+        self.url = url.rstrip("/")
+        self.collections = list(collections)
+        self.datasource = datasource
+        self.landsat_mtl = landsat_mtl
+        self.mirrors = dict(mirrors)
+        digest = hashlib.sha256(f"{self.url} {self.collections}".encode()).hexdigest()[:8]
+        self.slug = name if ":" not in name else f"stac-{digest}"
+
+    def discover(self, day):
+        """The items acquired on ``day`` (UTC).
 
         Raises:
-            InvalidInput: missing, not JSON, or not a tile (the message names the file).
+            TransientError: the API is unreachable, times out or answers 429/5xx.
+            PermanentError: the API refuses the search (4xx) or is not a STAC API.
         """
-        if ref.endswith("productInfo.json"):
-            raise InvalidInput(f"{ref}: productInfo.json is missing or lists no tiles")
+        import requests
+        from pystac_client import Client
+        from pystac_client.exceptions import APIError
+        from pystac_client.stac_api_io import StacApiIO
+
+        where = f"STAC API {self.url} ({', '.join(self.collections)})"
         try:
-            info = json.loads(files.read_bytes(ref))
-        except FileNotFoundError as err:
-            raise InvalidInput(f"{ref}: the tile's metadata is missing") from err
-        except ValueError as err:
-            raise InvalidInput(f"{ref}: not valid JSON ({err})") from err
-        return sentinel2.scene_record(info, ref, self.root)
+            # No retries inside: the caller retries the whole search with its own bound.
+            io = StacApiIO(timeout=STAC_TIMEOUT_S, max_retries=0)
+            client = Client.open(self.url, stac_io=io)
+            search = client.search(
+                collections=self.collections,
+                datetime=f"{day.isoformat()}T00:00:00Z/{day.isoformat()}T23:59:59.999999Z",
+                limit=STAC_PAGE_SIZE,
+            )
+            return list(search.items_as_dicts())
+        except APIError as err:
+            status = getattr(err, "status_code", None) or 0
+            if status >= 500 or status == 429:
+                raise TransientError(f"{where} answered {status}: {str(err)[:200]}") from err
+            raise PermanentError(
+                f"{where} refused the search ({status}): {str(err)[:200]}"
+            ) from err
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise TransientError(f"{where} is unreachable: {err}") from err
+        except (ValueError, NotImplementedError) as err:
+            raise PermanentError(f"{where} is not a usable STAC API: {err}") from err
+
+    def product_id(self, item):
+        try:
+            return stac_items.item_id(item)
+        except InvalidInput:
+            return None
+
+    def label(self, item):
+        return self.product_id(item) or json.dumps(item)[:80]
+
+    def read_batch(self, items):
+        records = [self._item_record(item) for item in items]
+        if not self.landsat_mtl:
+            return records
+        urls = [
+            self._mtl_url(item) if isinstance(r, dict) else None
+            for item, r in zip(items, records, strict=True)
+        ]
+        wanted = [u for u in urls if u]
+        bodies = dict(zip(wanted, read_many(wanted), strict=True))
+        return [
+            self._with_mtl(record, url, bodies.get(url)) if isinstance(record, dict) else record
+            for record, url in zip(records, urls, strict=True)
+        ]
+
+    def _item_record(self, item):
+        try:
+            return stac_items.scene_record(item, self.datasource, f"item {self.label(item)}")
+        except RfError as err:
+            return str(err)
+
+    def _mtl_url(self, item):
+        href = stac_items.mtl_href(item)
+        for prefix, replacement in self.mirrors.items():
+            if href and href.startswith(prefix):
+                return replacement + href[len(prefix) :]
+        return href
+
+    def _with_mtl(self, record, url, body):
+        label = f"item {record['product_id']}"
+        if url is None:
+            return f"{label}: the item has no MTL asset"
+        if isinstance(body, FileNotFoundError):
+            return f"{label}: its MTL file {url} is missing"
+        if isinstance(body, Exception):
+            return f"{label}: its MTL file {url} cannot be read ({body})"
+        try:
+            flat = mtl.parse(body.decode("utf-8", "replace"), url)
+            return stac_items.merge_landsat_mtl(record, flat, url)
+        except RfError as err:
+            return str(err)
 
 
 def get_source(name):
-    """The source called ``name``, configured from the settings.
+    """The source called ``name``, configured from the settings: ``sentinel2`` (bucket
+    layout), ``sentinel2-stac`` (Earth Search), ``landsat`` (USGS STAC API + MTL), or
+    ``stac:COLLECTION@URL`` for any STAC API collection.
 
     Raises:
-        InvalidInput: an unknown source name.
+        InvalidInput: an unknown or malformed source name.
     """
     settings = config.settings()
-    known = {"sentinel2": lambda: Sentinel2Bucket(settings.sentinel2_root)}
+    if name.startswith("stac:"):
+        collection, _, url = name[len("stac:") :].partition("@")
+        if not collection or not url.startswith(("http://", "https://")):
+            raise InvalidInput(
+                f"source {name!r}: write a STAC API collection as stac:COLLECTION@https://host/path"
+            )
+        return StacApi(name, url, [collection], f"STAC {collection}")
+    known = {
+        "sentinel2": lambda: Sentinel2Bucket(settings.sentinel2_root),
+        "sentinel2-stac": lambda: StacApi(
+            "sentinel2-stac",
+            settings.sentinel2_stac_url,
+            ["sentinel-2-l2a"],
+            "Sentinel-2 L2A",
+        ),
+        "landsat": lambda: StacApi(
+            "landsat",
+            settings.landsat_stac_url,
+            settings.landsat_collections,
+            "Landsat C2",
+            landsat_mtl=True,
+            mirrors=settings.asset_mirrors,
+        ),
+    }
     if name not in known:
-        raise InvalidInput(f"unknown source {name!r}; known sources: {', '.join(sorted(known))}")
+        raise InvalidInput(
+            f"unknown source {name!r}; known sources: {', '.join(sorted(known))}, "
+            "or stac:COLLECTION@URL"
+        )
     return known[name]()

@@ -75,13 +75,14 @@ def _scene_values(record, datasource_id, written_by):
     return tuple(row[c] for c in _SCENE_COLUMNS)
 
 
-def imported_keys(conn, source_name, keys):
-    """The subset of ``keys`` (scene names) already imported from this source, in one query."""
+def imported_products(conn, source_name, product_ids):
+    """The subset of ``product_ids`` already imported from this source, in one query."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT name FROM scenes WHERE owner = %s AND name = ANY(%s) "
+            "SELECT scene_metadata->>'product_id' FROM scenes WHERE owner = %s "
+            "AND scene_metadata->>'product_id' = ANY(%s) "
             "AND scene_metadata->>'import_source' = %s",
-            (IMPORT_OWNER, list(keys), source_name),
+            (IMPORT_OWNER, list(product_ids), source_name),
         )
         return {row[0] for row in cur.fetchall()}
 
@@ -173,3 +174,17 @@ def day_report(conn, source, day):
         "manifest": row[2],
         "failures": failures,
     }
+
+
+def day_scenes(conn, source, day):
+    """A short line per scene imported from ``source`` acquired on ``day`` (UTC)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT s.id, s.name, d.name, s.acquisition_date, s.cloud_cover, s.sun_elevation "
+            "FROM scenes s JOIN datasources d ON d.id = s.datasource_id "
+            "WHERE s.owner = %s AND s.scene_metadata->>'import_source' = %s "
+            "AND s.acquisition_date >= %s AND s.acquisition_date < %s::date + 1 ORDER BY s.name",
+            (IMPORT_OWNER, source, day, day),
+        )
+        keys = ("id", "name", "datasource", "acquired", "cloud_cover", "sun_elevation")
+        return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]

@@ -7,6 +7,7 @@ every call, which cost 42 ms a call in an import worker.
 """
 
 import functools
+import math
 
 import numpy as np
 import shapely
@@ -33,8 +34,29 @@ def from_lonlat_ring(ring):
     Returns:
         dict "4326" and "3857" -> GeoJSON.
     """
+    simple = _simple_footprints(ring)
+    if simple:
+        return simple
     geometry = _split_at_antimeridian(ring)
     return {"4326": mapping(geometry), "3857": _to_3857(geometry)}
+
+
+def _simple_footprints(ring):
+    """Footprints of one closed ring that stays within ±180° without crossing it, with plain
+    coordinates (shapely costs about 0.4 ms a geometry, most of an import's time per scene);
+    None for anything else."""
+    lons = [lon for lon, _ in ring]
+    if len(ring) < 4 or ring[0] != ring[-1] or min(lons) < -180 or max(lons) > 180:
+        return None
+    if max(lons) - min(lons) > 180:
+        return None
+    x, y = _transformer("EPSG:4326", "EPSG:3857").transform(lons, [lat for _, lat in ring])
+    if not all(math.isfinite(v) for v in (*lons, *x, *y)):
+        return None
+    return {
+        "4326": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+        "3857": {"type": "Polygon", "coordinates": [[list(p) for p in zip(x, y, strict=True)]]},
+    }
 
 
 def _split_at_antimeridian(ring):
@@ -58,6 +80,15 @@ def from_geojson(geometry, crs, label):
         to_lonlat = _transformer(_crs_name(crs), "EPSG:4326")
     except CRSError as err:
         raise InvalidInput(f"{label}: unknown CRS {crs!r}") from err
+    if geometry.get("type") == "Polygon" and len(geometry.get("coordinates") or ()) >= 1:
+        try:
+            xs, ys = zip(*(p[:2] for p in geometry["coordinates"][0]), strict=True)
+            lon, lat = to_lonlat.transform(xs, ys)
+        except (TypeError, ValueError, IndexError) as err:
+            raise InvalidInput(f"{label}: the geometry cannot be read ({err})") from err
+        simple = _simple_footprints(list(zip(lon, lat, strict=True)))
+        if simple:
+            return simple
     try:
         polygons = getattr(shape(geometry), "geoms", None) or [shape(geometry)]
         parts = [

@@ -12,14 +12,13 @@ scenes) discovers afresh, and only references whose scene is not yet imported ar
 """
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import luigi
 
 from rf_pipelines import config, retry, sources
 from rf_pipelines.catalog import db, imports
-from rf_pipelines.errors import PermanentError, RfError
+from rf_pipelines.errors import PermanentError
 from rf_pipelines.tasks.base import RfTask
 
 BATCH_SIZE = 500
@@ -36,7 +35,8 @@ class _DayTask(RfTask):
     run_day = luigi.DateParameter(description="Day of this check (a look-back re-checks).")
 
     def object_id(self):
-        return f"{self.source}/{self.day:%Y-%m-%d}/checked-{self.run_day:%Y-%m-%d}"
+        slug = sources.get_source(self.source).slug
+        return f"{slug}/{self.day:%Y-%m-%d}/checked-{self.run_day:%Y-%m-%d}"
 
     def database(self):
         return config.settings().database_url
@@ -82,16 +82,16 @@ class ImportBatch(_FromManifest):
     batch = luigi.IntParameter(description="Index of the batch in the manifest.")
 
     def run(self):
-        refs = self.manifest_refs()[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
+        entries = self.manifest_refs()[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
         source = sources.get_source(self.source)
         # On a rerun after a partial failure, only the scenes still missing are read again.
-        refs = retry.call(not_yet_imported, source, refs, self.database())
-        with ThreadPoolExecutor(sources.IO_THREADS) as pool:
-            outcomes = list(pool.map(lambda ref: _read(source, ref), refs))
+        entries = retry.call(not_yet_imported, source, entries, self.database())
+        outcomes = retry.call(source.read_batch, entries)
         for outcome in outcomes:
             if isinstance(outcome, dict):
                 outcome["scene_metadata"]["import_source"] = self.source
         records = [o for o in outcomes if isinstance(o, dict)]
+        refs = [source.label(e) for e in entries]
         failures = {ref: o for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, str)}
         retry.call(self._store, records, failures, refs)
         self.set_status_message(f"batch {self.batch}: {len(records)} scenes")
@@ -115,21 +115,14 @@ class ImportBatch(_FromManifest):
             imports.clear_failures(conn, self.source, self.day, done)
 
 
-def not_yet_imported(source, refs, database_url):
-    """The references whose scene is not in the catalog yet (one query); references whose
-    key cannot be told without reading them are kept."""
-    keys = {ref: source.scene_key(ref) for ref in refs}
+def not_yet_imported(source, entries, database_url):
+    """The entries whose product is not in the catalog yet (one query); entries whose product
+    cannot be told without reading them are kept. A re-published product (new id, same scene)
+    is new, so it updates its scene."""
+    products = [source.product_id(e) for e in entries]
     with db.connect(database_url) as conn:
-        done = imports.imported_keys(conn, source.name, [k for k in keys.values() if k])
-    return [ref for ref in refs if keys[ref] is None or keys[ref] not in done]
-
-
-def _read(source, ref):
-    """A scene record, or the reason it could not be read (bad input fails that scene)."""
-    try:
-        return retry.call(source.read, ref)
-    except RfError as err:
-        return str(err)
+        done = imports.imported_products(conn, source.name, [p for p in products if p])
+    return [e for e, p in zip(entries, products, strict=True) if p is None or p not in done]
 
 
 class ImportDay(_FromManifest):

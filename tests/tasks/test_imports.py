@@ -135,7 +135,8 @@ def test_backfill_skips_complete_days(s2_bucket, database_url):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["landsat", "--date", "2020-01-01"], "unknown source 'landsat'"),
+        (["landsat7", "--date", "2020-01-01"], "unknown source 'landsat7'"),
+        (["stac:x@ftp://h", "--date", "2020-01-01"], "stac:COLLECTION@https://host/path"),
         (["sentinel2", "--date", "2020-13-01"], "--date '2020-13-01' is not a date"),
         (["sentinel2", "--start", "2020-02-01", "--stop", "2020-01-01"], "is after --stop"),
         (["sentinel2", "--start", "2020-02-01"], "needs both --start and --stop"),

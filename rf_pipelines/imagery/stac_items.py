@@ -1,0 +1,202 @@
+"""Scene records from STAC items (any STAC API collection; STAC 1.x and USGS's 0.7 items).
+
+The item alone gives a complete record: geometry for the footprints, properties for time,
+clouds and sun, assets for bands, metadata files and browse images. Landsat items can be
+completed from their MTL file (see ``merge_landsat_mtl``).
+"""
+
+from datetime import UTC, datetime
+
+from rf_pipelines.errors import InvalidInput
+from rf_pipelines.imagery import geometry, landsat
+
+_MTL_ASSETS = ("mtl.json", "MTL.json", "mtl.txt", "MTL.txt")
+
+
+def item_id(item, label="item"):
+    """The item's id.
+
+    Raises:
+        InvalidInput: not a STAC item (a JSON object of type Feature with an id).
+    """
+    if not isinstance(item, dict) or item.get("type") != "Feature" or not item.get("id"):
+        raise InvalidInput(f"{label}: not a STAC item (a GeoJSON Feature with an id)")
+    return str(item["id"])
+
+
+def scene_key(item, label="item"):
+    """The key of the scene an item describes: Landsat product ids without their processing
+    date and tier (a Real-Time item re-published as Tier 1 updates the scene), else the id."""
+    ident = item_id(item, label)
+    if "landsat:wrs_path" in item.get("properties", {}) or ident.startswith(("LC08_", "LC09_")):
+        try:
+            return landsat.scene_key(ident, label)
+        except InvalidInput:
+            return ident
+    return ident
+
+
+def scene_record(item, datasource, label=None):
+    """The scene record of one STAC item.
+
+    Args:
+        item: the item as a dict.
+        datasource: datasource name for the scenes of this source.
+        label: names the item in errors (default: its id).
+
+    Raises:
+        InvalidInput: not an item, no geometry, no datetime, unreadable numbers.
+    """
+    label = label or f"item {item_id(item)}"
+    ident = item_id(item, label)
+    props = item.get("properties")
+    if not isinstance(props, dict):
+        raise InvalidInput(f"{label}: the item has no properties")
+    if not item.get("geometry"):
+        raise InvalidInput(f"{label}: the item has no geometry")
+    footprints = geometry.from_geojson(item["geometry"], "EPSG:4326", label)
+    assets = item.get("assets") or {}
+    return {
+        "product_id": ident,
+        "scene_key": scene_key(item, label),
+        "datasource": datasource,
+        "acquisition_date": _acquired(props, label),
+        "cloud_cover": _number(props, "eo:cloud_cover", label),
+        "sun_azimuth": _number(props, ("view:sun_azimuth", "eo:sun_azimuth"), label),
+        "sun_elevation": _number(props, ("view:sun_elevation", "eo:sun_elevation"), label),
+        "footprints": {"data": footprints, "tile": footprints},
+        "bands": _bands(assets),
+        "metadata_files": [_self_href(item)]
+        + [a["href"] for a in assets.values() if "metadata" in (a.get("roles") or [])],
+        "thumbnails": _thumbnails(assets),
+        "scene_metadata": {
+            "stac_collection": item.get("collection"),
+            "stac_item": _self_href(item),
+            "platform": props.get("platform") or props.get("eo:platform"),
+            **_grid(props),
+        },
+    }
+
+
+def mtl_href(item):
+    """The href of a Landsat item's MTL (JSON preferred), or None."""
+    assets = item.get("assets") or {}
+    for key in _MTL_ASSETS:
+        if key in assets and assets[key].get("href"):
+            return assets[key]["href"]
+    return None
+
+
+def merge_landsat_mtl(record, flat, mtl_url):
+    """Completes an item's record with its MTL: the MTL's product id must match the item's;
+    the MTL's sun angles, clouds, bands and category win, the item's geometry is kept.
+
+    Raises:
+        InvalidInput: the MTL is malformed or belongs to another product.
+    """
+    from_mtl = landsat.scene_record(flat, mtl_url)
+    if from_mtl["product_id"] != record["product_id"]:
+        raise InvalidInput(
+            f"{mtl_url}: the MTL describes {from_mtl['product_id']}, "
+            f"not the item's {record['product_id']}"
+        )
+    merged = dict(record)
+    for field in (
+        "datasource",
+        "acquisition_date",
+        "cloud_cover",
+        "sun_azimuth",
+        "sun_elevation",
+        "bands",
+    ):
+        merged[field] = from_mtl[field]
+    merged["metadata_files"] = list(dict.fromkeys(record["metadata_files"] + [mtl_url]))
+    merged["scene_metadata"] = {**record["scene_metadata"], **from_mtl["scene_metadata"]}
+    return merged
+
+
+def _acquired(props, label):
+    value = props.get("datetime") or props.get("start_datetime")
+    if not value:
+        raise InvalidInput(f"{label}: the item has no datetime")
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as err:
+        raise InvalidInput(f"{label}: datetime {value!r} is not ISO 8601") from err
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _number(props, keys, label):
+    for key in (keys,) if isinstance(keys, str) else keys:
+        if props.get(key) is not None:
+            try:
+                return float(props[key])
+            except (TypeError, ValueError) as err:
+                raise InvalidInput(f"{label}: {key} = {props[key]!r} is not a number") from err
+    return None
+
+
+def _bands(assets):
+    bands = []
+    for key, asset in assets.items():
+        roles = asset.get("roles") or []
+        described = [b for b in asset.get("eo:bands") or [] if isinstance(b, dict)]
+        if "data" not in roles or len(described) != 1:
+            continue
+        band = described[0]
+        if any(b["name"] == (band.get("name") or key) for b in bands):
+            continue  # the same band in another format (Earth Search's JP2 beside the COG)
+        raster = (asset.get("raster:bands") or [{}])[0]
+        width = band.get("full_width_half_max")
+        centre = band.get("center_wavelength")
+        bands.append(
+            {
+                "name": band.get("name") or key,
+                "number": len(bands) + 1,
+                "common_name": band.get("common_name"),
+                "wavelength": (
+                    [round(centre - width / 2, 4), round(centre + width / 2, 4)]
+                    if centre is not None and width is not None
+                    else [centre, centre]
+                ),
+                "resolution": raster.get("spatial_resolution") or asset.get("gsd"),
+                "url": asset.get("href"),
+            }
+        )
+    return bands
+
+
+def _thumbnails(assets):
+    thumbs = {}
+    for asset in assets.values():
+        roles = asset.get("roles") or []
+        if "thumbnail" in roles:
+            thumbs.setdefault("SMALL", asset["href"])
+        elif "overview" in roles:
+            thumbs.setdefault("LARGE", asset["href"])
+    return thumbs
+
+
+def _self_href(item):
+    for link in item.get("links") or []:
+        if link.get("rel") == "self":
+            return link.get("href")
+    return None
+
+
+def _grid(props):
+    if "landsat:wrs_path" in props:
+        return {"path": _int(props["landsat:wrs_path"]), "row": _int(props.get("landsat:wrs_row"))}
+    if "mgrs:utm_zone" in props:
+        square = f"{props['mgrs:utm_zone']}{props.get('mgrs:latitude_band', '')}"
+        return {"mgrs_tile": square + props.get("mgrs:grid_square", "")}
+    if "s2:mgrs_tile" in props:
+        return {"mgrs_tile": props["s2:mgrs_tile"]}
+    return {}
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
