@@ -84,7 +84,7 @@ class ImportOneScene(luigi.Task):
         return MarkerTarget(f"one:{self.ref}", "ImportOneScene", 1, {"ref": self.ref})
 
     def run(self):
-        record = sources.get_source("sentinel2").read(self.ref)
+        [record] = sources.get_source("sentinel2").read_batch([self.ref])
         record["scene_metadata"]["import_source"] = "sentinel2"
         with self.output().transaction() as conn:
             imports.upsert_scenes(conn, [record], "ImportOneScene@v1")

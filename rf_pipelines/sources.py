@@ -117,7 +117,9 @@ class StacApi:
             )
             return list(search.items_as_dicts())
         except APIError as err:
-            status = getattr(err, "status_code", None) or 0
+            status = getattr(err, "status_code", None)
+            if status is None:  # pystac-client wraps connection errors and timeouts too
+                raise TransientError(f"{where} is unreachable: {str(err)[:300]}") from err
             if status >= 500 or status == 429:
                 raise TransientError(f"{where} answered {status}: {str(err)[:200]}") from err
             raise PermanentError(

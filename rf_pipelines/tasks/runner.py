@@ -46,11 +46,23 @@ def build(tasks, local_scheduler=None, workers=1):
     """
     if local_scheduler is None:
         local_scheduler = not scheduler_running()
-    result = luigi.build(
-        list(tasks), detailed_summary=True, local_scheduler=local_scheduler, workers=workers
-    )
+    failures = []
+
+    def on_failure(task, error):
+        failures.append(f"{task.task_id}: {type(error).__name__}: {error}")
+
+    luigi.Task.event_handler(luigi.Event.FAILURE)(on_failure)
+    try:
+        result = luigi.build(
+            list(tasks), detailed_summary=True, local_scheduler=local_scheduler, workers=workers
+        )
+    finally:
+        luigi.Task._event_callbacks[luigi.Task][luigi.Event.FAILURE].discard(on_failure)
     if result.status not in _OK:
-        raise BuildFailed(result.summary_text, exit_code=_exit_code(result.status))
+        # luigi's summary names the failed tasks; the errors (from tasks run in this
+        # process) say why.
+        reasons = "".join(f"\nfailed: {line}" for line in failures)
+        raise BuildFailed(result.summary_text + reasons, exit_code=_exit_code(result.status))
     return result
 
 
