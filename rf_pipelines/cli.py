@@ -7,7 +7,7 @@ import sys
 import click
 
 from rf_pipelines import config, services
-from rf_pipelines.errors import BuildFailed, PermanentError, RfError, TransientError
+from rf_pipelines.errors import BuildFailed, InvalidInput, PermanentError, RfError, TransientError
 
 # Exit codes: 2 bad input or configuration, 3-6 build outcomes (see tasks.runner), 75 retry later.
 EXIT_PERMANENT = 2
@@ -352,6 +352,30 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
             for d in days:
                 report = imports.day_report(conn, source, d)
                 click.echo(json.dumps(report or {"source": source, "day": str(d)}, default=str))
+
+
+@cli.command("listen")
+@click.argument("queue_url")
+@click.option("--once", is_flag=True, help="Stop when the queue is empty instead of waiting.")
+@click.option("--wait-seconds", default=20, show_default=True, help="SQS long-poll wait.")
+def listen_command(queue_url, once, wait_seconds):
+    """Import scenes as their notifications arrive on the SQS queue QUEUE_URL.
+
+    A message is deleted only after its scene is stored; a malformed one is rejected with its
+    reason (to the queue's dead-letter queue when it has one). Prints a JSON line a message.
+    """
+    from rf_pipelines import listening
+
+    _database()
+    if not 0 <= wait_seconds <= 20:
+        raise InvalidInput(f"--wait-seconds {wait_seconds} must be between 0 and 20")
+    counts = listening.listen(
+        queue_url,
+        once=once,
+        wait_seconds=wait_seconds,
+        report=lambda line: click.echo(json.dumps(line)),
+    )
+    click.echo(json.dumps({"done": counts}))
 
 
 @cli.group(cls=_Group)

@@ -221,3 +221,19 @@ def get_source(name):
             "or stac:COLLECTION@URL"
         )
     return known[name]()
+
+
+def for_item(item):
+    """The source whose records a notified STAC item makes: ``landsat`` for the configured
+    Landsat collections (or Landsat ids), ``sentinel2-stac`` for sentinel-2-l2a, else a
+    plain item source named ``stac:COLLECTION``.
+    """
+    settings = config.settings()
+    collection = str(item.get("collection") or "")
+    if collection in settings.landsat_collections or str(item.get("id", "")).startswith(
+        ("LC08_", "LC09_")
+    ):
+        return get_source("landsat")
+    if collection == "sentinel-2-l2a":
+        return get_source("sentinel2-stac")
+    return StacApi(f"stac:{collection or 'unknown'}", "", [collection], f"STAC {collection}")
