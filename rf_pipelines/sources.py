@@ -22,6 +22,21 @@ STAC_PAGE_SIZE = 500
 STAC_TIMEOUT_S = 30
 
 
+def prefetched(urls, chunk=100):
+    """(url, bytes or exception) for each URL, reading the next chunk while the caller parses
+    the current one (reads release the GIL, parsing holds it)."""
+    chunks = [urls[i : i + chunk] for i in range(0, len(urls), chunk)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(read_many, chunks[0])
+        for index, current in enumerate(chunks):
+            bodies = pending.result()
+            if index + 1 < len(chunks):
+                pending = reader.submit(read_many, chunks[index + 1])
+            yield from zip(current, bodies, strict=True)
+
+
 class Sentinel2Bucket:
     """Sentinel-2 on the AWS layout: ``products/{Y}/{M}/{D}/{product}/productInfo.json`` lists
     the product's tiles, each with ``tiles/.../tileInfo.json``; any S3-compatible store."""
@@ -60,7 +75,7 @@ class Sentinel2Bucket:
 
     def read_batch(self, refs):
         """A scene record, or the reason it could not be read, for each tileInfo.json."""
-        return [self._record(ref, body) for ref, body in zip(refs, read_many(refs), strict=True)]
+        return [self._record(ref, body) for ref, body in prefetched(refs)]
 
     def _record(self, ref, body):
         if ref.endswith("productInfo.json"):
