@@ -39,6 +39,8 @@ setup(
             "ruff>=0.6",
             # A real STAC API server (stac-server, memory backend) for the demo and tests.
             "rustac>=0.9",
+            # A real SMTP server for the notification tests.
+            "aiosmtpd>=1.4",
         ],
     },
     entry_points={"console_scripts": ["rf-pipelines=rf_pipelines.cli:main"]},

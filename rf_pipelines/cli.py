@@ -378,6 +378,117 @@ def listen_command(queue_url, once, wait_seconds):
     click.echo(json.dumps({"done": counts}))
 
 
+@cli.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("task")
+@click.argument("params", nargs=-1, type=click.UNPROCESSED)
+@click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
+@click.option("--workers", default=1, show_default=True, help="Parallel worker processes.")
+def run_command(task, params, local_scheduler, workers):
+    """Run TASK of the package on demand, through luigid: `run ProcessUpload --upload-id ID`.
+
+    Exit codes: 0 done (or already complete), 3 a task failed, 4 scheduling failed,
+    5 not run, 6 external data missing, 7 already running on another worker.
+    """
+    from rf_pipelines.tasks.runner import build
+
+    instance = _task_from_args(task, list(params))
+    result = build([instance], local_scheduler=local_scheduler or None, workers=workers)
+    click.echo(result.one_line_summary)
+
+
+def _task_from_args(family, args):
+    """The task of this package named ``family``, with parameters parsed the luigi way.
+
+    Raises:
+        InvalidInput: an unknown task or bad parameters (the message says which).
+    """
+    import luigi
+    from luigi.cmdline_parser import CmdlineParser
+
+    import rf_pipelines.tasks as package
+
+    known = sorted(
+        name
+        for name, value in vars(package).items()
+        if isinstance(value, type) and issubclass(value, luigi.Task)
+    )
+    if family not in known:
+        raise InvalidInput(f"unknown task {family!r}; tasks: {', '.join(known)}")
+    try:
+        with CmdlineParser.global_instance([family, *args]) as parser:
+            return parser.get_task_obj()
+    except SystemExit as err:
+        raise InvalidInput(f"{family}: bad parameters {' '.join(args)!r}") from err
+    except (luigi.parameter.ParameterException, ValueError) as err:
+        raise InvalidInput(f"{family}: {err}") from err
+
+
+@cli.command("scheduler")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8082, show_default=True, help="Port to listen on.")
+@click.option("--state-path", help="luigid's state file (default RF_HOME/scheduler/state.pickle).")
+@click.option("--background", is_flag=True, help="Detach (pid and logs in RF_HOME/scheduler).")
+def scheduler_command(address, port, state_path, background):
+    """Start luigid for production: state file, task history in PostgreSQL (the /history
+    pages), bound to 127.0.0.1 unless --address says otherwise."""
+    from rf_pipelines import operations
+
+    settings = config.settings()
+    folder = settings.home / "scheduler"
+    folder.mkdir(parents=True, exist_ok=True)
+    history = settings.task_history_url
+    text = operations.scheduler_config(state_path or folder / "state.pickle", history)
+    operations.ensure_database(history)
+    cfg = folder / "luigid.cfg"
+    cfg.write_text(text)
+    argv = [services.which("luigid"), "--address", address, "--port", str(port)]
+    if background:
+        argv += ["--background", "--pidfile", str(folder / "pid"), "--logdir", str(folder)]
+    os.environ["LUIGI_CONFIG_PATH"] = str(cfg)
+    click.echo(f"luigid on http://{address}:{port} (history: {config.redact_url(history)})")
+    if background:
+        import subprocess
+
+        subprocess.run(argv, check=True)
+        return
+    os.execv(argv[0], argv)
+
+
+@cli.command("status")
+@click.option("--limit", default=20, show_default=True, help="How many task runs to list.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def status_command(limit, as_json):
+    """Recent task runs from luigid's task history: state, duration, failures."""
+    from rf_pipelines import operations
+
+    runs = operations.recent_runs(config.settings().task_history_url, limit)
+    for run in runs:
+        if as_json:
+            click.echo(json.dumps(run, default=str))
+            continue
+        seconds = "-" if run["seconds"] is None else f"{run['seconds']:.1f}s"
+        started = run["started"].strftime("%Y-%m-%d %H:%M:%S") if run["started"] else "-"
+        click.echo(f"{started}  {run['state']:<8} {seconds:>8}  {run['task_id']}")
+    failed = [r for r in runs if r["state"] == "FAILED"]
+    if not as_json:
+        click.echo(f"{len(runs)} task runs, {len(failed)} failed")
+
+
+@cli.command("reap")
+@click.option("--older-than", default="2h", show_default=True, help="e.g. 30m, 2h, 1d.")
+def reap_command(older_than):
+    """Reset uploads stuck in PROCESSING and scenes stuck in INGESTING whose task luigid no
+    longer runs, so that a rerun picks them up."""
+    from rf_pipelines import operations
+    from rf_pipelines.tasks.runner import scheduler_url
+
+    age = operations.parse_duration(older_than)
+    _echo_json(operations.reap(_database(), scheduler_url(), age))
+
+
 @cli.group(cls=_Group)
 def scene():
     """Scenes in the catalog."""

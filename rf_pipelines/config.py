@@ -72,6 +72,11 @@ class RfConfig(luigi.Config):
         description="Comma-separated PREFIX=MIRROR pairs: read asset hrefs starting with PREFIX "
         "from MIRROR instead (env RF_ASSET_MIRRORS).",
     )
+    history_database_url = luigi.Parameter(
+        default="",
+        description="luigid's task history database (env RF_HISTORY_DATABASE_URL; default "
+        "luigi_history on the catalog's server).",
+    )
     s3_endpoint_url = luigi.Parameter(
         default="",
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
@@ -101,6 +106,13 @@ class Settings:
     landsat_stac_url: str = "https://landsatlook.usgs.gov/stac-server"
     landsat_collections: tuple = ("landsat-c2l2-sr",)
     asset_mirrors: tuple = ()
+    history_database_url: str = ""
+
+    @property
+    def task_history_url(self):
+        """luigid's task history database: RF_HISTORY_DATABASE_URL, else ``luigi_history``
+        on the catalog's server."""
+        return self.history_database_url or self.database_url.rsplit("/", 1)[0] + "/luigi_history"
 
     @property
     def sqlalchemy_url(self):
@@ -163,6 +175,10 @@ def load_settings():
     collections = tuple(c.strip() for c in value.split(",") if c.strip()) if value else None
     value, source = _pick(["RF_ASSET_MIRRORS"], cfg.asset_mirrors, "asset_mirrors")
     mirrors = parse_mirrors(value, source) if value else ()
+    history, source = _pick(
+        ["RF_HISTORY_DATABASE_URL"], cfg.history_database_url, "history_database_url"
+    )
+    history = parse_database_url(history, source) if history else ""
     return Settings(
         home,
         data_root,
@@ -172,6 +188,7 @@ def load_settings():
         s2_root,
         landsat_collections=collections or Settings.landsat_collections,
         asset_mirrors=mirrors,
+        history_database_url=history,
         **urls,
     )
 

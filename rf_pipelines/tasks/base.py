@@ -1,11 +1,13 @@
 """The shared task base: version, output paths, markers, failure messages."""
 
+import functools
+import inspect
 import traceback
 
 import luigi
 
-from rf_pipelines import config
-from rf_pipelines.errors import PermanentError
+from rf_pipelines import config, retry, runs
+from rf_pipelines.errors import ConfigError, PermanentError
 from rf_pipelines.targets import MarkerTarget, output_url, target_for
 
 
@@ -19,6 +21,25 @@ class RfTask(luigi.Task):
 
     workflow = "misc"
     version = 1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            cls.run = _with_task_log(cls.__dict__["run"])
+
+    def retry(self, fn, *args, **kwargs):
+        """Calls ``fn`` with this task family's retry bound for transient errors
+        (``[rf_retries]`` in luigi.cfg: the family's key, else the workflow's, else
+        ``default``; ``ATTEMPTS`` or ``ATTEMPTS:FIRST_WAIT_SECONDS``)."""
+        attempts, first_wait = retry_policy(self.task_family, self.workflow)
+        return retry.call(fn, *args, attempts=attempts, first_wait=first_wait, **kwargs)
+
+    def report_progress(self, message, percent=None):
+        """Shows ``message`` (and a percentage) in the visualiser while the task runs."""
+        if callable(getattr(self, "set_status_message", None)):
+            self.set_status_message(message)
+        if percent is not None and callable(getattr(self, "set_progress_percentage", None)):
+            self.set_progress_percentage(int(percent))
 
     def object_id(self):
         """The id of the object this task works on; one path segment."""
@@ -58,3 +79,56 @@ class RfTask(luigi.Task):
         if isinstance(exception, PermanentError):
             return f"{type(exception).__name__}: {exception}"
         return traceback.format_exc()
+
+
+def _with_task_log(run):
+    """Runs ``run`` with its log captured to the task's log file (the tracking URL)."""
+
+    def start(task, log):
+        if callable(getattr(task, "set_tracking_url", None)):
+            task.set_tracking_url(log.url)
+
+    if inspect.isgeneratorfunction(run):
+
+        @functools.wraps(run)
+        def generator(self):
+            with runs.TaskLog(self) as log:
+                start(self, log)
+                return (yield from run(self))
+
+        return generator
+
+    @functools.wraps(run)
+    def plain(self):
+        with runs.TaskLog(self) as log:
+            start(self, log)
+            return run(self)
+
+    return plain
+
+
+@functools.cache
+def retry_policy(family, workflow):
+    """(attempts, first wait in seconds) for a task family, from ``[rf_retries]``.
+
+    Raises:
+        ConfigError: a value is not ``N`` or ``N:SECONDS`` with N >= 1.
+    """
+    cfg = luigi.configuration.get_config()
+    for key in (family, workflow, "default"):
+        value = cfg.get("rf_retries", key, None)
+        if value:
+            break
+    else:
+        return retry.ATTEMPTS, retry.FIRST_WAIT_S
+    attempts, _, wait = str(value).partition(":")
+    try:
+        parsed = int(attempts), float(wait) if wait else retry.FIRST_WAIT_S
+    except ValueError:
+        parsed = (0, 0)
+    if parsed[0] < 1 or parsed[1] < 0:
+        raise ConfigError(
+            f"[rf_retries] {key} = {value!r} in luigi.cfg: write ATTEMPTS or "
+            "ATTEMPTS:FIRST_WAIT_SECONDS, attempts at least 1"
+        )
+    return parsed

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import luigi
 
-from rf_pipelines import config, retry, sources
+from rf_pipelines import config, sources
 from rf_pipelines.catalog import db, imports
 from rf_pipelines.errors import PermanentError
 from rf_pipelines.tasks.base import RfTask
@@ -50,15 +50,15 @@ class DiscoverDay(_DayTask):
 
     def run(self):
         source = sources.get_source(self.source)
-        refs = retry.call(source.discover, self.day)
-        refs = retry.call(not_yet_imported, source, refs, self.database())
+        refs = self.retry(source.discover, self.day)
+        refs = self.retry(not_yet_imported, source, refs, self.database())
         with self.output().open("w") as out:
             out.write(
                 json.dumps({"refs": refs, "discovered_at": datetime.now(UTC)}, default=str).encode()
             )
         with db.transaction(self.database()) as conn:
             imports.start_day(conn, self.source, self.day, len(refs), self.output().path)
-        self.set_status_message(f"{len(refs)} new scenes")
+        self.report_progress(f"{len(refs)} new scenes", 100)
 
 
 class _FromManifest(_DayTask):
@@ -82,19 +82,25 @@ class ImportBatch(_FromManifest):
     batch = luigi.IntParameter(description="Index of the batch in the manifest.")
 
     def run(self):
-        entries = self.manifest_refs()[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
+        manifest = self.manifest_refs()
+        batches = (len(manifest) + BATCH_SIZE - 1) // BATCH_SIZE
+        entries = manifest[self.batch * BATCH_SIZE : (self.batch + 1) * BATCH_SIZE]
+        where = f"batch {self.batch + 1}/{batches}"
         source = sources.get_source(self.source)
         # On a rerun after a partial failure, only the scenes still missing are read again.
-        entries = retry.call(not_yet_imported, source, entries, self.database())
-        outcomes = retry.call(source.read_batch, entries)
+        entries = self.retry(not_yet_imported, source, entries, self.database())
+        self.report_progress(f"{where}: reading {len(entries):,} scenes", 10)
+        outcomes = self.retry(source.read_batch, entries)
         for outcome in outcomes:
             if isinstance(outcome, dict):
                 outcome["scene_metadata"]["import_source"] = self.source
         records = [o for o in outcomes if isinstance(o, dict)]
         refs = [source.label(e) for e in entries]
         failures = {ref: o for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, str)}
-        retry.call(self._store, records, failures, refs)
-        self.set_status_message(f"batch {self.batch}: {len(records)} scenes")
+        self.report_progress(f"{where}: storing {len(records):,} scenes", 70)
+        self.retry(self._store, records, failures, refs)
+        done = min(len(manifest), (self.batch + 1) * BATCH_SIZE)
+        self.report_progress(f"{where}: {done:,} of {len(manifest):,} scenes of the day", 100)
         if failures:
             first = next(iter(failures.items()))
             raise DayFailed(

@@ -1,11 +1,14 @@
 """Running tasks: luigi.build that raises with luigi's summary instead of returning a bool."""
 
+import os
 import urllib.request
 
 import luigi
 import luigi.execution_summary
 import luigi.interface
 
+from rf_pipelines import notify as notifications
+from rf_pipelines import runs
 from rf_pipelines.errors import BuildFailed
 
 _OK = {
@@ -29,8 +32,12 @@ def scheduler_running():
         return False
 
 
-def build(tasks, local_scheduler=None, workers=1):
+def build(tasks, local_scheduler=None, workers=1, notify=True):
     """Runs tasks and their dependencies; completed ones are skipped.
+
+    Each run gets a folder (``runs.start``) where tasks, in this process or forked ones,
+    record their failures and logs; a run with failures sends one notification listing
+    them all (``notify``), when ``[RfNotify]`` configures a channel.
 
     Args:
         tasks: luigi tasks.
@@ -42,36 +49,54 @@ def build(tasks, local_scheduler=None, workers=1):
         luigi's LuigiRunResult.
 
     Raises:
-        BuildFailed: any task failed or could not be scheduled; the message is luigi's summary.
+        BuildFailed: any task failed, could not be scheduled, is already being run by
+            another worker, or lacks external data; the message is luigi's summary and each
+            failed task's error; ``exit_code`` tells which.
     """
     if local_scheduler is None:
         local_scheduler = not scheduler_running()
-    failures = []
-
-    def on_failure(task, error):
-        failures.append(f"{task.task_id}: {type(error).__name__}: {error}")
-
-    luigi.Task.event_handler(luigi.Event.FAILURE)(on_failure)
+    run = runs.start()
     try:
         result = luigi.build(
             list(tasks), detailed_summary=True, local_scheduler=local_scheduler, workers=workers
         )
     finally:
-        luigi.Task._event_callbacks[luigi.Task][luigi.Event.FAILURE].discard(on_failure)
-    if result.status not in _OK:
-        # luigi's summary names the failed tasks; the errors (from tasks run in this
-        # process) say why.
-        reasons = "".join(f"\nfailed: {line}" for line in failures)
-        raise BuildFailed(result.summary_text + reasons, exit_code=_exit_code(result.status))
+        os.environ.pop(runs.ENV, None)
+    failures = runs.failures(run)
+    code = exit_code(result)
+    if failures and notify:
+        for failure in failures:
+            if not local_scheduler:
+                failure["visualiser"] = visualiser_url(failure["task_id"])
+        notifications.send(*notifications.failure_report(run.name, failures, result.summary_text))
+    if code:
+        reasons = "".join(
+            f"\nfailed: {f['task_id']}: {f['error']} (log: {f['log']})" for f in failures
+        )
+        raise BuildFailed(result.summary_text + reasons, exit_code=code)
     return result
 
 
-def _exit_code(status):
+def visualiser_url(task_id):
+    """The task's graph in luigid's visualiser."""
+    return f"{scheduler_url()}/static/visualiser/index.html#tab=graph&taskId={task_id}"
+
+
+# Exit codes of a run that did not complete (0 when it did).
+TASK_FAILED, SCHEDULING_FAILED, NOT_RUN, MISSING_EXTERNAL, ALREADY_RUNNING = 3, 4, 5, 6, 7
+
+
+def exit_code(result):
+    """0, or the code of the first problem: a task failed, scheduling failed, a task is
+    already being run by another worker, external data is missing, something did not run."""
+    if result.status in _OK:
+        summary = luigi.execution_summary._summary_dict(result.worker)
+        return ALREADY_RUNNING if summary["run_by_other_worker"] else 0
     codes = luigi.execution_summary.LuigiStatusCode
     return {
-        codes.FAILED: 3,
-        codes.FAILED_AND_SCHEDULING_FAILED: 3,
-        codes.SCHEDULING_FAILED: 4,
-        codes.NOT_RUN: 5,
-        codes.MISSING_EXT: 6,
-    }.get(status, 1)
+        codes.FAILED: TASK_FAILED,
+        codes.FAILED_AND_SCHEDULING_FAILED: TASK_FAILED,
+        codes.SCHEDULING_FAILED: SCHEDULING_FAILED,
+        codes.NOT_RUN: NOT_RUN,
+        codes.MISSING_EXT: MISSING_EXTERNAL,
+    }.get(result.status, 1)

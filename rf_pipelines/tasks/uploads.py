@@ -20,7 +20,7 @@ import luigi
 import rasterio
 import rasterio.errors
 
-from rf_pipelines import config, ids, retry
+from rf_pipelines import config, ids
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import InvalidInput, RfError
@@ -75,9 +75,9 @@ class UploadFileTask(RfTask):
         return ConvertToCog(upload_id=self.upload_id, filename=self.filename).output().path
 
     def run(self):
-        retry.call(self._mark_started)
-        self.set_status_message(f"{self.task_family}: {self.filename}")
-        retry.call(self.work)
+        self.retry(self._mark_started)
+        self.report_progress(f"{self.task_family}: {self.filename}")
+        self.retry(self.work)
 
     def work(self):
         raise NotImplementedError
@@ -136,8 +136,11 @@ class ConvertToCog(UploadFileTask):
     def work(self):
         with files.staged(self.source_url()) as local, rasterio.open(local) as dataset:
             with files.writing(self.output().path, suffix=".tif") as tmp:
+                self.report_progress(f"COG of {self.filename}: writing tiles and overviews", 10)
                 cog.write_cog(dataset, tmp)
+                self.report_progress(f"COG of {self.filename}: validating", 80)
                 cog.check_cog(tmp, self.filename)
+            self.report_progress(f"COG of {self.filename}: published", 100)
 
 
 class _FromCog(UploadFileTask):

@@ -1,0 +1,289 @@
+"""Operating the pipelines: the on-demand wrapper, one notification per run (SMTP, SNS, SES),
+task logs and progress in luigid, the task history, and reaping stuck rows."""
+
+import email
+import email.policy
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import luigi
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+
+from rf_pipelines import clients, config, operations, uploading
+from rf_pipelines.catalog import db, uploads
+from rf_pipelines.cli import cli
+from rf_pipelines.tasks.runner import scheduler_url
+from tests import rasters
+from tests.stac import free_port
+
+GOOD = str(rasters.GEOTIFF / "RGB.byte.tif")
+
+
+@pytest.fixture()
+def luigi_config():
+    """Sets luigi config values for one test, and restores them."""
+    cfg = luigi.configuration.get_config()
+    changed = []
+
+    def set_value(section, key, value):
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        changed.append((section, key, cfg.get(section, key, None)))
+        cfg.set(section, key, value)
+
+    yield set_value
+    for section, key, old in reversed(changed):
+        if old is None:
+            cfg.remove_option(section, key)
+        else:
+            cfg.set(section, key, old)
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(f"Subject: {message['Subject']}\n{message.get_content()}")
+        return "250 OK"
+
+
+@pytest.fixture()
+def smtp(luigi_config):
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, configured as the notification channel."""
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    luigi_config("RfNotify", "channels", "smtp")
+    luigi_config("RfNotify", "email_to", "oncall@example.org")
+    luigi_config("RfNotify", "smtp_host", "127.0.0.1")
+    luigi_config("RfNotify", "smtp_port", str(controller.port))
+    yield inbox
+    controller.stop()
+
+
+def _bad_upload(tmp_path, count=2):
+    for n in range(count):
+        (tmp_path / f"broken{n}.tif").write_text("not a raster")
+    return uploading.create_upload(
+        [GOOD] + [str(tmp_path / f"broken{n}.tif") for n in range(count)], "ops"
+    )
+
+
+def _run(*args):
+    result = CliRunner().invoke(cli, ["run", *args])
+    return result.exit_code, result.output
+
+
+def test_run_wrapper_through_luigid_and_one_notification_per_run(
+    data_root, database_url, tmp_path, smtp
+):
+    upload_id = _bad_upload(tmp_path, count=3)
+    code, out = _run("ProcessUpload", "--upload-id", str(upload_id))
+    assert code == 3, out
+    assert "broken0.tif" in out and "not a raster GDAL can read" in out
+    [message] = smtp.messages  # three failed files: one message
+    assert "3 task(s) failed" in message
+    for n in range(3):
+        assert f"filename=broken{n}.tif" in message
+    assert "log: " in message and "visualiser: " + scheduler_url() in message
+    log_url = next(line.split("log: ", 1)[1] for line in message.splitlines() if "log: " in line)
+    from rf_pipelines.targets import files
+
+    assert b"not a raster GDAL can read" in files.read_bytes(log_url.strip())
+
+    # The good file's tasks ran through luigid with their log as tracking URL and progress.
+    query = urllib.parse.quote(json.dumps({"status": "DONE"}))
+    with urllib.request.urlopen(f"{scheduler_url()}/api/task_list?data={query}") as resp:
+        done = json.loads(resp.read())["response"]
+    cog = next(
+        t
+        for t in done.values()
+        if t["name"] == "ConvertToCog" and t["params"]["upload_id"] == str(upload_id)
+    )
+    assert cog["tracking_url"].endswith(".log") and "/logs/" in cog["tracking_url"]
+    assert cog["status_message"] == "COG of RGB.byte.tif: published"
+    assert cog["progress_percentage"] == 100
+
+
+def test_run_refuses_unknown_tasks_and_bad_parameters(data_root):
+    code, out = _run("DeleteEverything")
+    assert code == 2 and "unknown task 'DeleteEverything'" in out and "ProcessUpload" in out
+    code, out = _run("ProcessUpload")
+    assert code == 2 and "ProcessUpload" in out
+    code, out = _run("ImportDay", "--source", "sentinel2", "--day", "yesterday", "--run-day", "x")
+    assert code == 2
+
+
+def test_two_runs_of_the_same_upload_at_once_do_the_work_once(data_root, database_url):
+    upload_id = uploading.create_upload([GOOD], "ops")
+    env = {"RF_DATA_ROOT": data_root, "RF_DATABASE_URL": database_url}
+    import os
+
+    argv = [sys.executable, "-m", "rf_pipelines.cli", "run", "ProcessUpload", "--upload-id"]
+    procs = [
+        subprocess.Popen(
+            argv + [str(upload_id)],
+            env={**os.environ, **env},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    print("exit codes of the two runs:", codes)
+    assert codes in ([0, 0], [0, 7]), outputs
+    with db.connect(database_url) as conn:
+        assert uploads.upload_summary(conn, upload_id)["status"] == "COMPLETE"
+    # luigid's history: ConvertToCog of this file started once.
+    history = config.settings().task_history_url
+    runs = operations.recent_runs(history, limit=200)
+    cogs = [
+        r
+        for r in runs
+        if r["task"] == "ConvertToCog" and r["params"].get("upload_id") == str(upload_id)
+    ]
+    assert len(cogs) == 1 and cogs[0]["state"] == "DONE"
+
+
+def test_status_lists_recent_runs_from_the_task_history(data_root, database_url):
+    upload_id = uploading.create_upload([GOOD], "ops")
+    assert _run("ProcessUpload", "--upload-id", str(upload_id))[0] == 0
+    result = CliRunner().invoke(cli, ["status", "--json", "--limit", "200"])
+    assert result.exit_code == 0, result.output
+    runs = [json.loads(line) for line in result.output.splitlines()]
+    mine = [r for r in runs if r["params"].get("upload_id") == str(upload_id)]
+    assert {r["task"] for r in mine} >= {"ProcessUpload", "ConvertToCog", "RegisterUploadScene"}
+    assert all(r["state"] == "DONE" and r["seconds"] >= 0 for r in mine)
+    text = CliRunner().invoke(cli, ["status", "--limit", "5"]).output
+    assert text.splitlines()[-1].startswith("5 task runs")
+
+
+def test_sns_and_ses_channels_through_moto(luigi_config, local_services):
+    from rf_pipelines import notify
+
+    sns, sqs, ses = (clients.aws_client(s) for s in ("sns", "sqs", "ses"))
+    topic = sns.create_topic(Name=f"rf-ops-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"rf-ops-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"])
+    ses.verify_email_identity(EmailAddress="rf-pipelines@example.org")
+    before = sum(p["DeliveryAttempts"] for p in ses.get_send_statistics()["SendDataPoints"])
+    luigi_config("RfNotify", "channels", "sns,ses")
+    luigi_config("RfNotify", "sns_topic_arn", topic)
+    luigi_config("RfNotify", "email_to", "oncall@example.org")
+    luigi_config("RfNotify", "email_from", "rf-pipelines@example.org")
+    failures = [
+        {"family": "ImportBatch", "params": {"batch": str(n)}, "error": "boom", "log": "x"}
+        for n in range(500)
+    ]
+    assert notify.send(*notify.failure_report("run-1", failures)) == ["sns", "ses"]
+    [delivered] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2)["Messages"]
+    body = json.loads(delivered["Body"])
+    assert body["Subject"] == "[rf-pipelines] run-1: 500 task(s) failed"
+    assert "ImportBatch(batch=499)" in body["Message"]
+    after = sum(p["DeliveryAttempts"] for p in ses.get_send_statistics()["SendDataPoints"])
+    assert after == before + 1
+
+
+def test_bad_notification_config_is_named(luigi_config):
+    from rf_pipelines import notify
+    from rf_pipelines.errors import ConfigError
+
+    luigi_config("RfNotify", "channels", "pager")
+    with pytest.raises(ConfigError, match="unknown 'pager'"):
+        notify.channels()
+    luigi_config("RfNotify", "channels", "sns")
+    with pytest.raises(ConfigError, match="sns_topic_arn is empty"):
+        notify.channels()
+
+
+def test_reap_resets_stuck_rows_that_luigid_does_not_run(data_root, database_url):
+    stuck = uploading.create_upload([GOOD], "ops")
+    fresh = uploading.create_upload([GOOD], "ops")
+    with db.transaction(database_url) as conn:
+        for upload_id in (stuck, fresh):
+            uploads.file_started(conn, upload_id, "RGB.byte.tif")
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE uploads SET modified_at = now() - interval '3 hours' WHERE id = %s",
+                (str(stuck),),
+            )
+    result = CliRunner().invoke(cli, ["reap", "--older-than", "2h"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"uploads": [str(stuck)], "scenes": []}
+    with db.connect(database_url) as conn:
+        assert uploads.upload_summary(conn, stuck)["status"] == "UPLOADED"
+        assert "reaped" in uploads.upload_summary(conn, stuck)["status_reason"]
+        assert uploads.upload_summary(conn, stuck)["files"][0]["status"] == "QUEUED"
+        assert uploads.upload_summary(conn, fresh)["status"] == "PROCESSING"
+    # The reaped upload processes to COMPLETE.
+    assert _run("ProcessUpload", "--upload-id", str(stuck))[0] == 0
+    bad = CliRunner().invoke(cli, ["reap", "--older-than", "soon"])
+    assert bad.exit_code == 2 and "positive duration" in bad.output
+
+
+def test_scheduler_command_runs_luigid_with_history(tmp_path, database_url, local_services):
+    port = free_port()
+    history_db = f"rf_history_{uuid.uuid4().hex[:6]}"
+    history = database_url.rsplit("/", 1)[0] + "/" + history_db
+    import os
+
+    env = {**os.environ, "RF_HOME": str(tmp_path), "RF_HISTORY_DATABASE_URL": history}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rf_pipelines.cli", "scheduler", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "/api/task_list?data=%7B%7D", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+
+        class Hello(luigi.Task):
+            done = False
+
+            def complete(self):
+                return self.done
+
+            def run(self):
+                type(self).done = True
+
+        assert luigi.build([Hello()], scheduler_host="127.0.0.1", scheduler_port=port)
+        with urllib.request.urlopen(url + "/history", timeout=5) as resp:
+            assert resp.status == 200 and b"Hello" in resp.read()
+        assert (tmp_path / "scheduler" / "luigid.cfg").read_text().count("record_task_history")
+        runs = operations.recent_runs(history)
+        assert runs[0]["task"] == "Hello" and runs[0]["state"] == "DONE"
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+        admin = database_url.rsplit("/", 1)[0] + "/postgres"
+        import psycopg2
+
+        conn = psycopg2.connect(admin)
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{history_db}" WITH (FORCE)')
+        conn.close()
+    # A password in the history URL is refused: it would be written to luigid's config.
+    result = CliRunner().invoke(
+        cli, ["scheduler"], env={"RF_HISTORY_DATABASE_URL": "postgresql://u:secret@h/db"}
+    )
+    assert result.exit_code == 2 and "PGPASSWORD" in result.output
