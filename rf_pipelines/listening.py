@@ -1,10 +1,11 @@
 """Imports scenes as their notifications arrive on an SQS queue.
 
-A message is the notification of one new scene, raw or wrapped in an SNS envelope
-(``{"Type": "Notification", "Message": "..."}``), carrying either
+A message, raw or wrapped in an SNS envelope (``{"Type": "Notification", "Message": "..."}``),
+carries one of
 
-- a STAC item (USGS publishes each new Landsat scene's item this way; Earth Search too), or
-- an S3 event (``Records[].s3``) for a new ``tileInfo.json`` in a Sentinel-2 bucket layout.
+- a STAC item (USGS publishes each new Landsat scene's item this way; Earth Search too),
+- an S3 event (``Records[].s3``) for a new ``tileInfo.json`` in a Sentinel-2 bucket layout,
+- ``{"upload_id": "..."}``: an upload ready to process, run as ProcessUpload through luigid.
 
 Each received batch is read with the import sources' code and stored in one transaction.
 A message is deleted only after its scene is stored. A malformed message or a scene whose
@@ -53,6 +54,10 @@ def parse(body):
         raise InvalidInput(f"not a JSON notification ({err})") from err
     if isinstance(value, dict) and value.get("type") == "Feature":
         return sources.for_item(value), value
+    if isinstance(value, dict) and "upload_id" in value:
+        from rf_pipelines.catalog.uploads import parse_upload_id
+
+        return UPLOAD, str(parse_upload_id(value["upload_id"]))
     records = value.get("Records") if isinstance(value, dict) else None
     if isinstance(records, list) and len(records) == 1 and "s3" in records[0]:
         try:
@@ -140,6 +145,7 @@ def listen(queue_url, once=False, wait_seconds=20, report=print):
                     "outcome": note.outcome,
                     "reason": note.reason or None,
                     "scene": note.record and note.record["scene_key"],
+                    "upload": note.entry if note.source is UPLOAD else None,
                 }
             )
 
@@ -153,6 +159,8 @@ def handle(messages):
         except PermanentError as err:
             note.outcome, note.reason = "rejected", f"malformed message: {err}"
             log.error("message %s rejected: %s", note.message.get("MessageId"), note.reason)
+    for note in [n for n in notes if n.source is UPLOAD]:
+        note.outcome, note.reason = _process_upload(note.entry)
     for note in [n for n in notes if not n.outcome]:
         try:
             [outcome] = retry.call(note.source.read_batch, [note.entry])
@@ -175,6 +183,32 @@ def handle(messages):
             for note in ready:
                 note.outcome, note.reason = "retry", f"could not store the scene: {err}"
     return notes
+
+
+UPLOAD = "upload"
+
+
+def _process_upload(upload_id):
+    """(outcome, reason) of processing an upload: stored when COMPLETE, rejected when its
+    files are bad (the upload is FAILED with the reasons), retry on anything transient or
+    when another worker is running it."""
+    from rf_pipelines.errors import BuildFailed
+    from rf_pipelines.tasks import ProcessUpload
+    from rf_pipelines.tasks.runner import ALREADY_RUNNING, TASK_FAILED, build
+
+    try:
+        build([ProcessUpload(upload_id=upload_id)])
+        return "stored", ""
+    except BuildFailed as err:
+        if err.exit_code == TASK_FAILED:
+            return "rejected", f"upload {upload_id} failed: {str(err).splitlines()[-1]}"
+        if err.exit_code == ALREADY_RUNNING:
+            return "retry", f"upload {upload_id} is being processed by another worker"
+        return "retry", str(err).splitlines()[-1]
+    except PermanentError as err:
+        return "rejected", str(err)
+    except Exception as err:  # noqa: BLE001 - transient: the message comes back later
+        return "retry", str(err)
 
 
 def _store(records):

@@ -140,3 +140,32 @@ def test_a_bad_queue_url_is_refused(queues):
     missing = queues["url"].rsplit("/", 1)[0] + "/no-such-queue"
     result = CliRunner().invoke(cli, ["listen", missing, "--once"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_upload_messages_are_processed_through_luigid(queues, tmp_path):
+    from rf_pipelines import uploading
+    from rf_pipelines.catalog import uploads
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    good = uploading.create_upload([str(rasters.GEOTIFF / "RGB.byte.tif")], "listener")
+    (tmp_path / "bad.tif").write_text("not a raster")
+    bad = uploading.create_upload([str(tmp_path / "bad.tif")], "listener")
+    ids = {
+        "good": sqs.send_message(
+            QueueUrl=url, MessageBody=_sns(json.dumps({"upload_id": str(good)}))
+        ),
+        "bad": sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(bad)})),
+        "no_uuid": sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": "42"})),
+    }
+    code, lines, out = _listen(url)
+    assert code == 0, out
+    outcome = {line["message"]: line for line in lines if "message" in line}
+    got = {k: outcome[m["MessageId"]]["outcome"] for k, m in ids.items()}
+    assert got == {"good": "stored", "bad": "rejected", "no_uuid": "rejected"}
+    assert "not a UUID" in outcome[ids["no_uuid"]["MessageId"]]["reason"]
+    with db.connect(queues["db"]) as conn:
+        assert uploads.upload_summary(conn, good)["status"] == "COMPLETE"
+        assert uploads.upload_summary(conn, bad)["status"] == "FAILED"
+    assert _drain(sqs, url) == []
+    assert len(_drain(sqs, queues["dlq"])) == 2
