@@ -245,15 +245,25 @@ def upload_process(upload_id, local_scheduler, workers):
     from rf_pipelines.tasks import ProcessUpload
     from rf_pipelines.tasks.runner import build
 
+    from rf_pipelines.progress import watching
+
     url = _database()
     with catalog_db.connect(url) as conn:
         uploads.check_processable(uploads.get_upload(conn, upload_id))
+        total = len(uploads.list_files(conn, upload_id))
+
+    def files_done():
+        with catalog_db.connect(url) as conn:
+            files = uploads.list_files(conn, upload_id)
+        return sum(f["status"] in ("SUCCESS", "FAILURE") for f in files)
+
     try:
-        build(
-            [ProcessUpload(upload_id=upload_id)],
-            local_scheduler=local_scheduler or None,
-            workers=workers,
-        )
+        with watching(f"upload {upload_id}", total, files_done):
+            build(
+                [ProcessUpload(upload_id=upload_id)],
+                local_scheduler=local_scheduler or None,
+                workers=workers,
+            )
     finally:
         with catalog_db.connect(url) as conn:
             _echo_json(uploads.upload_summary(conn, upload_id))
@@ -318,6 +328,7 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import imports
     from rf_pipelines.errors import InvalidInput
+    from rf_pipelines.progress import watching
     from rf_pipelines.tasks import ImportDay
     from rf_pipelines.tasks.runner import build
 
@@ -344,9 +355,16 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
     # A backfill skips complete days with this one query; a daily run re-checks its days.
     todo = [d for d in days if run_day is not None or d not in done]
     tasks = [ImportDay(source=source, day=d, run_day=run_day or d) for d in todo]
+    started = datetime.datetime.now(datetime.UTC)
+
+    def days_done():
+        with catalog_db.connect(url) as conn:
+            return imports.days_finished_since(conn, source, todo, started)
+
     try:
         if tasks:
-            build(tasks, local_scheduler=local_scheduler or None, workers=workers)
+            with watching(f"{source} days", len(tasks), days_done):
+                build(tasks, local_scheduler=local_scheduler or None, workers=workers)
     finally:
         with catalog_db.connect(url) as conn:
             for d in days:

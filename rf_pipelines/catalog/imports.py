@@ -188,3 +188,14 @@ def day_scenes(conn, source, day):
         )
         keys = ("id", "name", "datasource", "acquired", "cloud_cover", "sun_elevation")
         return [dict(zip(keys, row, strict=True)) for row in cur.fetchall()]
+
+
+def days_finished_since(conn, source, days, since):
+    """How many of ``days`` finished (COMPLETE or PARTIAL) after ``since``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM import_days WHERE source = %s AND day = ANY(%s) "
+            "AND status <> 'RUNNING' AND modified_at >= %s",
+            (source, list(days), since),
+        )
+        return cur.fetchone()[0]

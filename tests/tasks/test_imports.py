@@ -120,14 +120,18 @@ def test_reprocessed_product_updates_its_scene(s2_bucket, database_url):
     assert "N0400" in scene[2]
 
 
-def test_backfill_skips_complete_days(s2_bucket, database_url):
+def test_backfill_skips_complete_days_and_shows_progress(s2_bucket, database_url, monkeypatch):
     days = [DAY + datetime.timedelta(n) for n in range(3)]
     for day in days:
         mirror.put_day(s2_bucket, day, ["DP"])
     assert _import("--date", str(days[1]))[0] == 0
+    monkeypatch.setenv("RF_PROGRESS_INTERVAL", "0.05")
     code, reports, out = _import("--start", str(days[0]), "--stop", str(days[2]))
     assert code == 0, out
     assert [r["status"] for r in reports] == ["COMPLETE"] * 3
+    # Not a TTY: a line now and then, and the last one when the backfill ends.
+    progress = [line for line in out.splitlines() if line.startswith("sentinel2 days: ")]
+    assert progress[-1].startswith("sentinel2 days: 2/2 (100%) after ")
     with db.connect(database_url) as conn:
         assert rows.count(conn, "scenes", owner="rf_pipelines") == 3
 
