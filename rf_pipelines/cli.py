@@ -242,10 +242,9 @@ def upload_process(upload_id, local_scheduler, workers):
     """
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import uploads
+    from rf_pipelines.progress import watching
     from rf_pipelines.tasks import ProcessUpload
     from rf_pipelines.tasks.runner import build
-
-    from rf_pipelines.progress import watching
 
     url = _database()
     with catalog_db.connect(url) as conn:
