@@ -5,12 +5,17 @@ running are reused) and the ones this session started are stopped at its end. Ea
 its own database and bucket; each test gets its own data root.
 """
 
+import email
+import email.policy
 import os
+import socket
 import uuid
 from pathlib import Path
 
+import luigi
 import psycopg2
 import pytest
+from aiosmtpd.controller import Controller
 
 from rf_pipelines import clients, config, services
 from rf_pipelines.catalog import migrate
@@ -132,3 +137,50 @@ def _fresh_settings():
     """Every test reads settings from the environment as it is when the test starts."""
     _reset()
     yield
+
+
+@pytest.fixture()
+def luigi_config():
+    """Sets luigi config values for one test, and restores them."""
+    cfg = luigi.configuration.get_config()
+    changed = []
+
+    def set_value(section, key, value):
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+        changed.append((section, key, cfg.get(section, key, None)))
+        cfg.set(section, key, value)
+
+    yield set_value
+    for section, key, old in reversed(changed):
+        if old is None:
+            cfg.remove_option(section, key)
+        else:
+            cfg.set(section, key, old)
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(f"Subject: {message['Subject']}\n{message.get_content()}")
+        return "250 OK"
+
+
+@pytest.fixture()
+def smtp(luigi_config):
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, configured as the notification channel."""
+    inbox = _Inbox()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    luigi_config("RfNotify", "channels", "smtp")
+    luigi_config("RfNotify", "email_to", "oncall@example.org")
+    luigi_config("RfNotify", "smtp_host", "127.0.0.1")
+    luigi_config("RfNotify", "smtp_port", str(controller.port))
+    yield inbox
+    controller.stop()

@@ -1,8 +1,6 @@
 """Operating the pipelines: the on-demand wrapper, one notification per run (SMTP, SNS, SES),
 task logs and progress in luigid, the task history, and reaping stuck rows."""
 
-import email
-import email.policy
 import json
 import subprocess
 import sys
@@ -13,7 +11,6 @@ import uuid
 
 import luigi
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 
 from rf_pipelines import clients, config, operations, uploading
@@ -24,50 +21,6 @@ from tests import rasters
 from tests.stac import free_port
 
 GOOD = str(rasters.GEOTIFF / "RGB.byte.tif")
-
-
-@pytest.fixture()
-def luigi_config():
-    """Sets luigi config values for one test, and restores them."""
-    cfg = luigi.configuration.get_config()
-    changed = []
-
-    def set_value(section, key, value):
-        if not cfg.has_section(section):
-            cfg.add_section(section)
-        changed.append((section, key, cfg.get(section, key, None)))
-        cfg.set(section, key, value)
-
-    yield set_value
-    for section, key, old in reversed(changed):
-        if old is None:
-            cfg.remove_option(section, key)
-        else:
-            cfg.set(section, key, old)
-
-
-class _Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append(f"Subject: {message['Subject']}\n{message.get_content()}")
-        return "250 OK"
-
-
-@pytest.fixture()
-def smtp(luigi_config):
-    """A real SMTP server (aiosmtpd) on 127.0.0.1, configured as the notification channel."""
-    inbox = _Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    luigi_config("RfNotify", "channels", "smtp")
-    luigi_config("RfNotify", "email_to", "oncall@example.org")
-    luigi_config("RfNotify", "smtp_host", "127.0.0.1")
-    luigi_config("RfNotify", "smtp_port", str(controller.port))
-    yield inbox
-    controller.stop()
 
 
 def _bad_upload(tmp_path, count=2):
