@@ -366,9 +366,25 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
                 build(tasks, local_scheduler=local_scheduler or None, workers=workers)
     finally:
         with catalog_db.connect(url) as conn:
-            for d in days:
-                report = imports.day_report(conn, source, d)
-                click.echo(json.dumps(report or {"source": source, "day": str(d)}, default=str))
+            reports = [imports.day_report(conn, source, d) or {"day": str(d)} for d in days]
+        for report in reports:
+            click.echo(json.dumps({"source": source, **report}, default=str))
+        _report_import(source, reports)
+
+
+def _report_import(source, reports):
+    """With ``[RfNotify] on_import_complete``, one message for the whole import command."""
+    from rf_pipelines import notify
+
+    if not notify.RfNotify().on_import_complete:
+        return
+    statuses = [r.get("status") or "NOT RUN" for r in reports]
+    subject = (
+        f"[rf-pipelines] import {source}: {statuses.count('COMPLETE')}/{len(reports)} days "
+        "complete"
+    )
+    body = "\n".join(json.dumps(r, default=str) for r in reports) + "\n"
+    notify.send(subject, body)
 
 
 @cli.command("listen")

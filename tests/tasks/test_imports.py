@@ -163,3 +163,14 @@ def test_worker_processes_import_after_the_parent_read_the_bucket(s2_bucket, dat
     code, days, out = _import("--date", str(DAY), "--workers", "2", "--local-scheduler")
     assert code == 0, out
     assert days[0]["status"] == "COMPLETE" and len(_scenes(database_url)) == 2
+
+
+def test_completed_imports_are_reported_when_configured(s2_bucket, smtp, luigi_config):
+    luigi_config("RfNotify", "on_import_complete", "true")
+    for day in (DAY, DAY + datetime.timedelta(1)):
+        mirror.put_day(s2_bucket, day, ["DP"])
+    code, days, out = _import("--date", str(DAY + datetime.timedelta(1)), "--lookback", "1")
+    assert code == 0, out
+    [message] = smtp.messages  # one message for the command, not one a day
+    assert "import sentinel2: 2/2 days complete" in message
+    assert '"day": "2017-07-30"' in message
