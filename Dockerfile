@@ -8,6 +8,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY setup.py README.md luigi.cfg ./
+COPY docker ./docker
 COPY rf_pipelines ./rf_pipelines
 RUN pip install --no-cache-dir .
 
@@ -15,13 +16,14 @@ ENV LUIGI_CONFIG_PATH=/app/luigi.cfg \
     PYTHONUNBUFFERED=1 \
     JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64
 
-RUN useradd --create-home --uid 1000 rf && mkdir -p /var/lib/luigid && chown rf /var/lib/luigid
+RUN useradd --create-home --uid 1000 rf && mkdir -p /var/lib/luigid /var/lib/rf \
+ && chown rf /var/lib/luigid /var/lib/rf
 USER rf
 
 # Worker (default): run one task tree, e.g.
 #   docker run IMAGE luigi --module rf_pipelines.tasks RegisterRaster --path s3://bucket/a.tif
 # Scheduler: inside a container it must listen on the container's interface:
-#   docker run -p 127.0.0.1:8082:8082 IMAGE luigid --address 0.0.0.0 --port 8082 \
-#       --state-path /var/lib/luigid/state.pickle
+#   docker run -p 127.0.0.1:8082:8082 IMAGE rf-pipelines scheduler --address 0.0.0.0
+# docker-compose.yml beside this file runs luigid, a worker, PostgreSQL and MinIO.
 EXPOSE 8082
 CMD ["rf-pipelines", "--help"]
