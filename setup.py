@@ -26,6 +26,10 @@ setup(
         "pyproj>=3.6",
         "numpy>=1.26",
         "tenacity>=8.2",
+        # Scene ingest: the tile pyramid is rendered by a PySpark job; rio-tiler reads a
+        # web mercator tile from the COG (warp, mask, rescale, PNG).
+        "pyspark>=4.0,<5",
+        "rio-tiler>=7.0",
         "click>=8.1",
     ],
     extras_require={

@@ -380,8 +380,7 @@ def _report_import(source, reports):
         return
     statuses = [r.get("status") or "NOT RUN" for r in reports]
     subject = (
-        f"[rf-pipelines] import {source}: {statuses.count('COMPLETE')}/{len(reports)} days "
-        "complete"
+        f"[rf-pipelines] import {source}: {statuses.count('COMPLETE')}/{len(reports)} days complete"
     )
     body = "\n".join(json.dumps(r, default=str) for r in reports) + "\n"
     notify.send(subject, body)
@@ -520,6 +519,41 @@ def reap_command(older_than):
 
     age = operations.parse_duration(older_than)
     _echo_json(operations.reap(_database(), scheduler_url(), age))
+
+
+@cli.command("ingest")
+@click.argument("scene_id")
+@click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
+def ingest_command(scene_id, local_scheduler):
+    """Ingest a scene: one COG of its bands, then its web mercator tiles rendered by Spark.
+
+    Prints the scene's ingest status and tile location; exits 0 only when INGESTED.
+    """
+    from rf_pipelines.catalog import db as catalog_db
+    from rf_pipelines.catalog import scenes
+    from rf_pipelines.catalog.statuses import IngestStatus
+    from rf_pipelines.tasks import IngestScene
+    from rf_pipelines.tasks.runner import build
+
+    url = _database()
+    scene_id = str(scenes.parse_scene_id(scene_id))
+    with catalog_db.transaction(url) as conn:
+        status = scenes.get_scene(conn, scene_id, lock=True)["ingest_status"]
+        if status in (IngestStatus.NOTINGESTED, IngestStatus.FAILED):
+            scenes.set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
+    try:
+        build([IngestScene(scene_id=scene_id)], local_scheduler=local_scheduler or None)
+    finally:
+        with catalog_db.connect(url) as conn:
+            scene = scenes.get_scene(conn, scene_id)
+        _echo_json(
+            {
+                "scene": scene_id,
+                "ingest_status": scene["ingest_status"],
+                "ingest_location": scene["ingest_location"],
+                "status_reason": scene["status_reason"],
+            }
+        )
 
 
 @cli.group(cls=_Group)

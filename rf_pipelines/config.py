@@ -290,3 +290,11 @@ def redact_url(url):
 def settings():
     """The process's settings, loaded once; ``settings.cache_clear()`` reloads them."""
     return load_settings()
+
+
+def mirrored(url):
+    """``url`` read from its mirror when ``asset_mirrors`` names one for its prefix."""
+    for prefix, mirror in settings().asset_mirrors:
+        if url.startswith(prefix):
+            return mirror + url[len(prefix) :]
+    return url

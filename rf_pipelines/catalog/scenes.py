@@ -134,3 +134,21 @@ def scene_details(conn, scene_id):
         cur.execute("SELECT project_id FROM project_scenes WHERE scene_id = %s", (scene_id,))
         scene["project_ids"] = [row["project_id"] for row in cur.fetchall()]
     return scene
+
+
+def band_sources(conn, scene_id):
+    """The scene's bands as (url, band index in the file, name), in order: an uploaded
+    scene's image bands, else an imported scene's band files (one band each).
+
+    Raises:
+        NotFound: no such scene.
+    """
+    scene = scene_details(conn, scene_id)
+    if scene["images"]:
+        return [
+            (image["source_uri"], band["number"], band["name"])
+            for image in scene["images"]
+            for band in image["bands"]
+        ]
+    bands = (scene.get("scene_metadata") or {}).get("bands") or []
+    return [(b["url"], 1, b["name"]) for b in bands if b.get("url")]

@@ -211,6 +211,19 @@ def read_bytes(url):
         raise FileNotFoundError(url) from err
 
 
+def write_bytes(url, data):
+    """Writes ``data`` to ``url`` atomically: one PUT on S3, a rename into place locally."""
+    if is_s3(url):
+        bucket, key = split_s3(url)
+        _s3().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    os.makedirs(os.path.dirname(url), exist_ok=True)
+    tmp = f"{url}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as out:
+        out.write(data)
+    os.replace(tmp, url)
+
+
 def list_folders(prefix_url):
     """Names of the immediate sub-folders (S3 common prefixes) of a folder or prefix."""
     if not is_s3(prefix_url):

@@ -5,6 +5,7 @@
 
 from rf_pipelines.tasks.demo import DescribeRaster, RegisterRaster
 from rf_pipelines.tasks.imports import DiscoverDay, ImportBatch, ImportDay
+from rf_pipelines.tasks.ingest import IngestScene, RenderTiles, SceneCog
 from rf_pipelines.tasks.uploads import (
     ConvertToCog,
     DescribeBands,
@@ -23,11 +24,14 @@ __all__ = [
     "DiscoverDay",
     "ImportBatch",
     "ImportDay",
+    "IngestScene",
     "MakeFootprints",
     "MakeThumbnails",
     "ProcessUpload",
     "RegisterRaster",
     "RegisterUploadScene",
+    "RenderTiles",
+    "SceneCog",
     "ValidateUploadFile",
     "WriteStacItem",
 ]

@@ -1,0 +1,1 @@
+"""Job code that runs under spark-submit (driver and executors); no luigi in here."""

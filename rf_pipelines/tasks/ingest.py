@@ -1,0 +1,158 @@
+"""Scene ingest: the scene's bands as one COG, then its web mercator tiles rendered by Spark.
+
+Graph for one scene::
+
+    IngestScene(scene_id)      ingest_status INGESTED, ingest_location = the tiles' folder
+      RenderTiles(scene_id)    PySpark job: {z}/{x}/{y}.png + plan.json + _SUCCESS
+        SceneCog(scene_id)     bands warped to the finest resolution and stacked, as a COG
+
+Any step that fails sets the scene's ingest status FAILED with the reason; the first step
+moves it to INGESTING. The Spark master and submit options come from ``[spark]`` in
+luigi.cfg (``local[2]`` here; a cluster is a configuration change).
+"""
+
+import json
+import sys
+
+import luigi
+from luigi.contrib.spark import PySparkTask
+
+from rf_pipelines import config, services
+from rf_pipelines.catalog import db, scenes
+from rf_pipelines.catalog.statuses import IngestStatus
+from rf_pipelines.errors import RfError
+from rf_pipelines.imagery import pyramid
+from rf_pipelines.targets import files
+from rf_pipelines.tasks.base import RfTask
+
+
+class _SceneTask(RfTask):
+    workflow = "ingest"
+    scene_id = luigi.Parameter(description="The scene's id (UUID).")
+
+    def object_id(self):
+        return str(scenes.parse_scene_id(self.scene_id))
+
+    def set_status(self, status, reason=None):
+        with db.transaction(config.settings().database_url) as conn:
+            scenes.set_ingest_status(conn, self.scene_id, status, reason)
+
+    def on_failure(self, exception):
+        message = super().on_failure(exception)
+        short = (str(exception).strip().splitlines() or [type(exception).__name__])[-1]
+        try:
+            self.set_status(IngestStatus.FAILED, f"{self.task_family}: {short[:500]}")
+        except RfError:
+            pass  # already FAILED, or the catalog is down: the error is in the task log
+        return message
+
+
+class SceneCog(_SceneTask):
+    """The scene's bands, warped to the finest band's grid and stacked, as one COG."""
+
+    def output(self):
+        return self.file_target("scene.tif")
+
+    def run(self):
+        with db.transaction(config.settings().database_url) as conn:
+            scene = scenes.get_scene(conn, self.scene_id, lock=True)
+            if scene["ingest_status"] != IngestStatus.INGESTING:
+                scenes.set_ingest_status(conn, self.scene_id, IngestStatus.INGESTING)
+            sources = scenes.band_sources(conn, self.scene_id)
+        sources = [(config.mirrored(url), index, name) for url, index, name in sources]
+        self.report_progress(f"stacking {len(sources)} bands", 10)
+        with files.writing(self.output().path, suffix=".tif") as tmp:
+            with _gdal_env(sources[0][0] if sources else ""):
+                pyramid.stack_bands(sources, tmp, f"scene {self.scene_id}")
+        self.report_progress("scene COG written", 100)
+
+
+class RenderTiles(_SceneTask, PySparkTask):
+    """The tile pyramid of the scene's COG, rendered by executors reading the COG directly."""
+
+    @property
+    def name(self):
+        return f"RenderTiles-{self.scene_id}"
+
+    def requires(self):
+        return SceneCog(scene_id=self.scene_id)
+
+    def folder(self):
+        return self.output_url("tiles")
+
+    def output(self):
+        return files.target_for(files.join(self.folder(), "_SUCCESS"))
+
+    @property
+    def spark_submit(self):
+        configured = luigi.configuration.get_config().get("spark", "spark-submit", None)
+        return configured or services.which("spark-submit")
+
+    @property
+    def pyspark_python(self):
+        return sys.executable
+
+    @property
+    def pyspark_driver_python(self):
+        return sys.executable
+
+    def program_environment(self):
+        env = super().program_environment()
+        env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        env["PYSPARK_PYTHON"] = env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        return env
+
+    def run(self):
+        self.report_progress("rendering tiles on Spark", 20)
+        super().run()
+        self.report_progress("tiles rendered", 100)
+
+    def main(self, sc, *args):
+        from rf_pipelines.spark.pyramid_job import render_pyramid
+
+        cog_url = self.input().path
+        with _gdal_env(cog_url):
+            plan = pyramid.plan(cog_url)
+        counts = render_pyramid(sc, cog_url, self.folder(), plan)
+        files.write_bytes(
+            files.join(self.folder(), "plan.json"),
+            json.dumps({**plan, **counts, "written_by": self.written_by}).encode(),
+        )
+        files.write_bytes(self.output().path, b"")
+
+
+class IngestScene(_SceneTask):
+    """Done when the scene is INGESTED with its tiles' location."""
+
+    def requires(self):
+        return RenderTiles(scene_id=self.scene_id)
+
+    def output(self):
+        return IngestedTarget(self.scene_id)
+
+    def run(self):
+        folder = self.requires().folder()
+        with db.transaction(config.settings().database_url) as conn:
+            scenes.set_ingest_status(conn, self.scene_id, IngestStatus.INGESTED)
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE scenes SET ingest_location = %s WHERE id = %s",
+                    (files.join(folder, "{z}/{x}/{y}.png"), self.scene_id),
+                )
+
+
+class IngestedTarget(luigi.Target):
+    """Exists when the scene's ingest status is INGESTED."""
+
+    def __init__(self, scene_id):
+        self.scene_id = scene_id
+
+    def exists(self):
+        with db.connect(config.settings().database_url) as conn:
+            return scenes.get_scene(conn, self.scene_id)["ingest_status"] == IngestStatus.INGESTED
+
+
+def _gdal_env(url):
+    import rasterio
+
+    return rasterio.Env(**files.gdal_options(url))
