@@ -111,7 +111,13 @@ def _print_status(home):
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
-def demo(paths, local_scheduler):
+@click.option(
+    "--ingest/--no-ingest",
+    default=True,
+    show_default=True,
+    help="Ingest the scenes into tiles (Spark).",
+)
+def demo(paths, local_scheduler, ingest):
     """Upload the GeoTIFFs at PATHS (once), process the upload, print its scenes.
 
     The upload's id derives from the paths, so a second run finds it COMPLETE and does nothing.
@@ -145,6 +151,22 @@ def demo(paths, local_scheduler):
     click.echo(f"upload {upload_id}: {summary['status']}")
     for scene in found:
         click.echo("scene: " + json.dumps(_scene_summary(scene), indent=2, default=str))
+    if ingest and summary["status"] == "COMPLETE":
+        from rf_pipelines.tasks import IngestScene
+
+        for scene in found:
+            with catalog_db.transaction(url) as conn:
+                if scenes.get_scene(conn, scene["id"], lock=True)["ingest_status"] in (
+                    "NOTINGESTED",
+                    "FAILED",
+                ):
+                    scenes.set_ingest_status(conn, scene["id"], "TOBEINGESTED")
+            build([IngestScene(scene_id=str(scene["id"]))], local_scheduler=local_scheduler)
+            with catalog_db.connect(url) as conn:
+                row = scenes.get_scene(conn, scene["id"])
+            click.echo(
+                f"tiles of scene {scene['id']}: {row['ingest_status']} {row['ingest_location']}"
+            )
     if not local_scheduler:
         click.echo(
             f"visualiser: {scheduler_url()}/static/visualiser/index.html"
