@@ -2,13 +2,14 @@
 
 import argparse
 
-from bench import bulk_completeness, imports, upload_workflow
+from bench import bulk_completeness, imports, ingest, upload_workflow
 
 BENCHMARKS = {
     "bulk_completeness": bulk_completeness.run,
     "upload_workflow": upload_workflow.run,
     "upload_memory": lambda repeat: upload_workflow.run_memory(),
     "imports": imports.run,
+    "ingest": ingest.run,
 }
 
 

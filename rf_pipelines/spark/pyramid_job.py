@@ -18,7 +18,8 @@ def render_pyramid(sc, cog_url, out_url, plan, partitions=None):
         dict: tiles (listed), written, empty (no data, not written).
     """
     coordinates = pyramid.tiles(plan)
-    slices = partitions or max(1, min(len(coordinates), sc.defaultParallelism * 4))
+    # Small partitions keep both cores busy to the end; contiguous tiles share COG blocks.
+    slices = partitions or max(1, min(len(coordinates), sc.defaultParallelism * 12))
     counts = (
         sc.parallelize(coordinates, slices)
         .mapPartitions(lambda part: [render_partition(cog_url, out_url, plan, part)])

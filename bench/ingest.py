@@ -1,0 +1,73 @@
+"""Tile rendering for scene ingest: the PySpark job on ``local[2]`` versus a single-process
+renderer of the same tiles (the same function, one process), in the same run. Spark's
+start-up is reported on its own row.
+
+Source: a 6000 x 6000 x 3 uint16 COG made from real imagery (rio-tiler's cog.tif).
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import rasterio
+
+from bench.timing import median_seconds, row
+from bench.upload_workflow import make_source
+from rf_pipelines.imagery import cog, pyramid
+from rf_pipelines.spark.pyramid_job import render_partition, render_pyramid
+
+SIZE = 6000
+
+
+def run(repeat=3):
+    with tempfile.TemporaryDirectory(prefix="rf-bench-ingest-") as folder:
+        source = os.path.join(folder, "source.tif")
+        make_source(source, size=SIZE, bands=3)
+        scene = os.path.join(folder, "scene.tif")
+        with rasterio.open(source) as src:
+            cog.write_cog(src, scene)
+        plan = pyramid.plan(scene)
+        tiles = pyramid.tiles(plan)
+        out = os.path.join(folder, "tiles")
+
+        def single():
+            shutil.rmtree(out, ignore_errors=True)
+            render_partition(scene, out, plan, tiles)
+
+        baseline = median_seconds(single, repeat)
+
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        from pyspark.sql import SparkSession
+
+        start = time.perf_counter()
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.host", "127.0.0.1")
+            .getOrCreate()
+        )
+        spark.sparkContext.parallelize([1, 2], 2).count()  # executors' Python workers up
+        startup = time.perf_counter() - start
+        try:
+
+            def on_spark():
+                shutil.rmtree(out, ignore_errors=True)
+                counts = render_pyramid(spark.sparkContext, scene, out, plan)
+                assert counts["tiles"] == len(tiles)
+
+            ours = median_seconds(on_spark, repeat)
+        finally:
+            spark.stop()
+    count = len(tiles)
+    yield row(
+        f"render {count} tiles, Spark local[2]: {count / ours:,.0f} tiles/s "
+        f"({baseline / ours:.2f}x)",
+        ours,
+        f"1 process: {count / baseline:,.0f} tiles/s",
+        baseline,
+    )
+    yield row("Spark session start-up (local[2])", startup, "-", float("nan"))
