@@ -440,16 +440,26 @@ def listen_command(queue_url, once, wait_seconds):
 @click.argument("params", nargs=-1, type=click.UNPROCESSED)
 @click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
 @click.option("--workers", default=1, show_default=True, help="Parallel worker processes.")
-def run_command(task, params, local_scheduler, workers):
+@click.option(
+    "--role",
+    default="all",
+    show_default=True,
+    help="Run only tasks of these roles (light, spark, containers; comma-separated).",
+)
+def run_command(task, params, local_scheduler, workers, role):
     """Run TASK of the package on demand, through luigid: `run ProcessUpload --upload-id ID`.
 
     Exit codes: 0 done (or already complete), 3 a task failed, 4 scheduling failed,
     5 not run, 6 external data missing, 7 already running on another worker.
     """
+    from rf_pipelines.routing import parse_roles
     from rf_pipelines.tasks.runner import build
 
+    roles = parse_roles(role)
     instance = _task_from_args(task, list(params))
-    result = build([instance], local_scheduler=local_scheduler or None, workers=workers)
+    result = build(
+        [instance], local_scheduler=local_scheduler or None, workers=workers, roles=roles
+    )
     click.echo(result.one_line_summary)
 
 

@@ -125,7 +125,9 @@ class EcsTask(RfTask):
             raise ConfigError("[RfEcs] subnets is empty: a Fargate (awsvpc) task needs subnets")
         response = self.retry(ecs.run_task, **kwargs)
         if response.get("failures") or not response.get("tasks"):
-            reasons = "; ".join(f"{f.get('arn', '')} {f.get('reason')}" for f in response["failures"])
+            reasons = "; ".join(
+                f"{f.get('arn', '')} {f.get('reason')}" for f in response["failures"]
+            )
             raise TransientError(f"ECS could not start {self.task_definition()}: {reasons}")
         arn = response["tasks"][0]["taskArn"]
         log.info("started ECS task %s (%s)", arn, self.task_definition())

@@ -10,6 +10,7 @@ import luigi.interface
 from rf_pipelines import notify as notifications
 from rf_pipelines import runs
 from rf_pipelines.errors import BuildFailed
+from rf_pipelines.routing import RoleWorkerFactory, role_of
 
 _OK = {
     luigi.execution_summary.LuigiStatusCode.SUCCESS,
@@ -32,7 +33,7 @@ def scheduler_running():
         return False
 
 
-def build(tasks, local_scheduler=None, workers=1, notify=True):
+def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     """Runs tasks and their dependencies; completed ones are skipped.
 
     Each run gets a folder (``runs.start``) where tasks, in this process or forked ones,
@@ -44,6 +45,7 @@ def build(tasks, local_scheduler=None, workers=1, notify=True):
         local_scheduler: True forces the in-process scheduler, False forces luigid, None uses
             luigid when it answers and the local scheduler otherwise.
         workers: worker processes.
+        roles: run only the tasks of these roles (``routing``); None runs every task.
 
     Returns:
         luigi's LuigiRunResult.
@@ -57,13 +59,18 @@ def build(tasks, local_scheduler=None, workers=1, notify=True):
         local_scheduler = not scheduler_running()
     run = runs.start()
     try:
+        extra = {"worker_scheduler_factory": RoleWorkerFactory(roles)} if roles else {}
         result = luigi.build(
-            list(tasks), detailed_summary=True, local_scheduler=local_scheduler, workers=workers
+            list(tasks),
+            detailed_summary=True,
+            local_scheduler=local_scheduler,
+            workers=workers,
+            **extra,
         )
     finally:
         os.environ.pop(runs.ENV, None)
     failures = runs.failures(run)
-    code = exit_code(result)
+    code = exit_code(result, roles)
     if failures and notify:
         for failure in failures:
             if not local_scheduler:
@@ -86,9 +93,12 @@ def visualiser_url(task_id):
 TASK_FAILED, SCHEDULING_FAILED, NOT_RUN, MISSING_EXTERNAL, ALREADY_RUNNING = 3, 4, 5, 6, 7
 
 
-def exit_code(result):
+def exit_code(result, roles=None):
     """0, or the code of the first problem: a task failed, scheduling failed, a task is
-    already being run by another worker, external data is missing, something did not run."""
+    already being run by another worker, external data is missing, something did not run.
+    A worker with roles succeeds when what is left belongs to other roles' workers."""
+    if roles and _only_other_roles_left(result, roles):
+        return 0
     if result.status in _OK:
         summary = luigi.execution_summary._summary_dict(result.worker)
         return ALREADY_RUNNING if summary["run_by_other_worker"] else 0
@@ -100,3 +110,16 @@ def exit_code(result):
         codes.NOT_RUN: NOT_RUN,
         codes.MISSING_EXT: MISSING_EXTERNAL,
     }.get(result.status, 1)
+
+
+def _only_other_roles_left(result, roles):
+    summary = luigi.execution_summary._summary_dict(result.worker)
+    if summary["failed"] or summary["scheduling_error"]:
+        return False
+    left = (
+        summary["still_pending_ext"]
+        | summary["still_pending_not_ext"]
+        | summary["run_by_other_worker"]
+        | summary["not_run"]
+    )
+    return all(role_of(task) not in roles for task in left)
