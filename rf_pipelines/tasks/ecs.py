@@ -14,7 +14,7 @@ import time
 import luigi
 
 from rf_pipelines import clients
-from rf_pipelines.errors import ConfigError, PermanentError, TransientError
+from rf_pipelines.errors import ConfigError, PermanentError, RfError, TransientError
 from rf_pipelines.tasks.base import RfTask
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ class EcsTaskFailed(PermanentError):
     """A container exited non-zero, or the task stopped without running its containers."""
 
 
-class EcsStepStopped(TransientError):
-    """The step was killed or timed out; its ECS task was stopped."""
+class EcsStepStopped(RfError):
+    """The step was killed or timed out; its ECS task was stopped. Never retried inside the
+    step (a kill arriving during an API call must not be mistaken for a transient error)."""
 
 
 class EcsTask(RfTask):
@@ -81,10 +82,12 @@ class EcsTask(RfTask):
         ecs = clients.aws_client("ecs")
         arn = self._start(ecs, cfg)
         previous = signal.getsignal(signal.SIGTERM)
+        self._killed = False
 
         def killed(signum, frame):
-            _stop(ecs, cfg.cluster, arn, "rf-pipelines: the luigi task was killed")
-            raise EcsStepStopped(f"{self.task_id} was killed; ECS task {arn} stopped")
+            # Only a flag: an exception raised here could land inside logging or an HTTP
+            # call and be swallowed there. The wait loop stops the ECS task and raises.
+            self._killed = True
 
         signal.signal(signal.SIGTERM, killed)
         try:
@@ -137,8 +140,11 @@ class EcsTask(RfTask):
     def _wait(self, ecs, cfg, arn):
         deadline = time.monotonic() + self.timeout
         while True:
+            if self._killed:
+                _stop(ecs, cfg.cluster, arn, "rf-pipelines: the luigi task was killed")
+                raise EcsStepStopped(f"{self.task_id} was killed; ECS task {arn} stopped")
             task = self.retry(ecs.describe_tasks, cluster=cfg.cluster, tasks=[arn])["tasks"][0]
-            if task["lastStatus"] == "STOPPED":
+            if task["lastStatus"] == "STOPPED" and not self._killed:
                 return task
             if time.monotonic() > deadline:
                 _stop(ecs, cfg.cluster, arn, "rf-pipelines: timed out")

@@ -181,7 +181,7 @@ def test_a_killed_step_stops_its_ecs_task(ecs, data_root):
     described = _describe(ecs, arn)
     assert described["lastStatus"] == "STOPPED"
     assert described["stoppedReason"] == "rf-pipelines: the luigi task was killed"
-    assert proc.returncode != 0
+    assert proc.returncode != 0, proc.stderr.read()[-3000:]
 
 
 def _ecs_config(data_root):
