@@ -31,7 +31,7 @@ TEMPLATE = json.loads(
 BUCKET = "rf-bench-s2"
 DAY = datetime.date(2021, 6, 1)
 PER_PRODUCT = 500
-WORKERS = 1  # the same for the batched import and the baseline
+WORKERS = 1  # the same for the batched import and the baseline (2 measured slower: the store and PostgreSQL share the 2 cores)
 SQUARES = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"]
 
 

@@ -23,8 +23,9 @@ STAC_TIMEOUT_S = 30
 
 
 def prefetched(urls, chunk=100):
-    """(url, bytes or exception) for each URL, reading the next chunk while the caller parses
-    the current one (reads release the GIL, parsing holds it)."""
+    """(urls, bodies) chunk by chunk, each body bytes or the exception reading it raised;
+    the next chunk is read while the caller works on the current one (reads release the
+    GIL, parsing and storing hold it or wait on the database)."""
     chunks = [urls[i : i + chunk] for i in range(0, len(urls), chunk)]
     if not chunks:
         return
@@ -34,7 +35,7 @@ def prefetched(urls, chunk=100):
             bodies = pending.result()
             if index + 1 < len(chunks):
                 pending = reader.submit(read_many, chunks[index + 1])
-            yield from zip(current, bodies, strict=True)
+            yield current, bodies
 
 
 class Sentinel2Bucket:
@@ -73,9 +74,15 @@ class Sentinel2Bucket:
     def label(self, ref):
         return ref
 
+    def read_chunks(self, refs):
+        """(refs, outcomes) chunk by chunk: a scene record, or the reason it could not be
+        read, for each tileInfo.json."""
+        for chunk, bodies in prefetched(refs):
+            yield chunk, [self._record(r, b) for r, b in zip(chunk, bodies, strict=True)]
+
     def read_batch(self, refs):
         """A scene record, or the reason it could not be read, for each tileInfo.json."""
-        return [self._record(ref, body) for ref, body in prefetched(refs)]
+        return [o for _, outcomes in self.read_chunks(refs) for o in outcomes]
 
     def _record(self, ref, body):
         if ref.endswith("productInfo.json"):
@@ -94,17 +101,15 @@ class StacApi:
     """Any STAC API collection: a day's items by item search (paged), one record per item.
 
     With ``landsat_mtl`` each item is completed from its MTL file (``stac_items.
-    merge_landsat_mtl``); asset hrefs go through ``mirrors`` (prefix -> prefix) first, so a
-    mirrored bucket is read instead of the provider's.
+    merge_landsat_mtl``), read from its mirror when ``asset_mirrors`` names one.
     """
 
-    def __init__(self, name, url, collections, datasource, landsat_mtl=False, mirrors=()):
+    def __init__(self, name, url, collections, datasource, landsat_mtl=False):
         self.name = name
         self.url = url.rstrip("/")
         self.collections = list(collections)
         self.datasource = datasource
         self.landsat_mtl = landsat_mtl
-        self.mirrors = dict(mirrors)
         digest = hashlib.sha256(f"{self.url} {self.collections}".encode()).hexdigest()[:8]
         self.slug = name if ":" not in name else f"stac-{digest}"
 
@@ -154,6 +159,10 @@ class StacApi:
     def label(self, item):
         return self.product_id(item) or json.dumps(item)[:80]
 
+    def read_chunks(self, items):
+        """(items, outcomes) in one chunk (the items came with the search)."""
+        yield items, self.read_batch(items)
+
     def read_batch(self, items):
         records = [self._item_record(item) for item in items]
         if not self.landsat_mtl:
@@ -177,10 +186,7 @@ class StacApi:
 
     def _mtl_url(self, item):
         href = stac_items.mtl_href(item)
-        for prefix, replacement in self.mirrors.items():
-            if href and href.startswith(prefix):
-                return replacement + href[len(prefix) :]
-        return href
+        return config.mirrored(href) if href else None
 
     def _with_mtl(self, record, url, body):
         label = f"item {record['product_id']}"
@@ -227,7 +233,6 @@ def get_source(name):
             settings.landsat_collections,
             "Landsat C2",
             landsat_mtl=True,
-            mirrors=settings.asset_mirrors,
         ),
     }
     if name not in known:

@@ -31,7 +31,11 @@ class MarkerTarget(luigi.Target):
         """Yields a connection in a transaction that also writes this marker on success."""
         with db.transaction(self.database_url) as conn:
             yield conn
-            markers.write(conn, self.marker_id, self.task_family, self.task_version, self.params)
+            self.write(conn)
+
+    def write(self, conn):
+        """Writes the marker in the caller's transaction (committed with its work)."""
+        markers.write(conn, self.marker_id, self.task_family, self.task_version, self.params)
 
     def __repr__(self):
         return f"MarkerTarget({self.marker_id!r})"

@@ -12,6 +12,7 @@ scenes) discovers afresh, and only references whose scene is not yet imported ar
 """
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import luigi
@@ -90,35 +91,43 @@ class ImportBatch(_FromManifest):
         # On a rerun after a partial failure, only the scenes still missing are read again.
         entries = self.retry(not_yet_imported, source, entries, self.database())
         self.report_progress(f"{where}: reading {len(entries):,} scenes", 10)
-        outcomes = self.retry(source.read_batch, entries)
-        for outcome in outcomes:
-            if isinstance(outcome, dict):
-                outcome["scene_metadata"]["import_source"] = self.source
-        records = [o for o in outcomes if isinstance(o, dict)]
-        refs = [source.label(e) for e in entries]
-        failures = {ref: o for ref, o in zip(refs, outcomes, strict=True) if isinstance(o, str)}
-        self.report_progress(f"{where}: storing {len(records):,} scenes", 70)
-        self.retry(self._store, records, failures, refs)
+        failures = self.retry(self._import, source, entries)
         done = min(len(manifest), (self.batch + 1) * BATCH_SIZE)
         self.report_progress(f"{where}: {done:,} of {len(manifest):,} scenes of the day", 100)
         if failures:
             first = next(iter(failures.items()))
             raise DayFailed(
-                f"{self.source} {self.day}: {len(failures)} of {len(refs)} scenes in batch "
+                f"{self.source} {self.day}: {len(failures)} of {len(entries)} scenes in batch "
                 f"{self.batch} failed, e.g. {first[0]}: {first[1]}"
             )
 
-    def _store(self, records, failures, refs):
-        done = [ref for ref in refs if ref not in failures]
-        if failures:
-            with db.transaction(self.database()) as conn:
-                imports.upsert_scenes(conn, records, self.written_by)
-                imports.clear_failures(conn, self.source, self.day, done)
-                imports.record_failures(conn, self.source, self.day, failures)
-            return
-        with self.output().transaction() as conn:
-            imports.upsert_scenes(conn, records, self.written_by)
+    def _import(self, source, entries):
+        """Reads the entries chunk by chunk and upserts each chunk's scenes while the next is
+        read, all in one transaction that ends with this batch's marker, or with the failed
+        scenes recorded (no marker) when any failed. Returns {label: reason} of failures."""
+        failures = {}
+        with db.transaction(self.database()) as conn, ThreadPoolExecutor(1) as writer:
+            pending = None
+            for chunk, outcomes in source.read_chunks(entries):
+                records = []
+                for entry, outcome in zip(chunk, outcomes, strict=True):
+                    if isinstance(outcome, dict):
+                        outcome["scene_metadata"]["import_source"] = self.source
+                        records.append(outcome)
+                    else:
+                        failures[source.label(entry)] = outcome
+                if pending:
+                    pending.result()
+                pending = writer.submit(imports.upsert_scenes, conn, records, self.written_by)
+            if pending:
+                pending.result()
+            done = [source.label(e) for e in entries if source.label(e) not in failures]
             imports.clear_failures(conn, self.source, self.day, done)
+            if failures:
+                imports.record_failures(conn, self.source, self.day, failures)
+            else:
+                self.output().write(conn)
+        return failures
 
 
 def not_yet_imported(source, entries, database_url):
