@@ -156,11 +156,7 @@ def demo(paths, local_scheduler, ingest):
 
         for scene in found:
             with catalog_db.transaction(url) as conn:
-                if scenes.get_scene(conn, scene["id"], lock=True)["ingest_status"] in (
-                    "NOTINGESTED",
-                    "FAILED",
-                ):
-                    scenes.set_ingest_status(conn, scene["id"], "TOBEINGESTED")
+                scenes.queue_for_ingest(conn, scene["id"])
             build([IngestScene(scene_id=str(scene["id"]))], local_scheduler=local_scheduler)
             with catalog_db.connect(url) as conn:
                 row = scenes.get_scene(conn, scene["id"])
@@ -563,16 +559,13 @@ def ingest_command(scene_id, local_scheduler):
     """
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import scenes
-    from rf_pipelines.catalog.statuses import IngestStatus
     from rf_pipelines.tasks import IngestScene
     from rf_pipelines.tasks.runner import build
 
     url = _database()
     scene_id = str(scenes.parse_scene_id(scene_id))
     with catalog_db.transaction(url) as conn:
-        status = scenes.get_scene(conn, scene_id, lock=True)["ingest_status"]
-        if status in (IngestStatus.NOTINGESTED, IngestStatus.FAILED):
-            scenes.set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
+        scenes.queue_for_ingest(conn, scene_id)
     try:
         build([IngestScene(scene_id=scene_id)], local_scheduler=local_scheduler or None)
     finally:

@@ -5,7 +5,8 @@ carries one of
 
 - a STAC item (USGS publishes each new Landsat scene's item this way; Earth Search too),
 - an S3 event (``Records[].s3``) for a new ``tileInfo.json`` in a Sentinel-2 bucket layout,
-- ``{"upload_id": "..."}``: an upload ready to process, run as ProcessUpload through luigid.
+- ``{"upload_id": "..."}``: an upload ready to process, run as ProcessUpload through luigid,
+- ``{"ingest_scene_id": "..."}``: a scene to ingest, run as IngestScene through luigid.
 
 Each received batch is read with the import sources' code and stored in one transaction.
 A message is deleted only after its scene is stored. A malformed message or a scene whose
@@ -58,6 +59,10 @@ def parse(body):
         from rf_pipelines.catalog.uploads import parse_upload_id
 
         return UPLOAD, str(parse_upload_id(value["upload_id"]))
+    if isinstance(value, dict) and "ingest_scene_id" in value:
+        from rf_pipelines.catalog.scenes import parse_scene_id
+
+        return INGEST, str(parse_scene_id(value["ingest_scene_id"]))
     records = value.get("Records") if isinstance(value, dict) else None
     if isinstance(records, list) and len(records) == 1 and "s3" in records[0]:
         try:
@@ -146,6 +151,7 @@ def listen(queue_url, once=False, wait_seconds=20, report=print):
                     "reason": note.reason or None,
                     "scene": note.record and note.record["scene_key"],
                     "upload": note.entry if note.source is UPLOAD else None,
+                    "ingest": note.entry if note.source is INGEST else None,
                 }
             )
 
@@ -159,8 +165,8 @@ def handle(messages):
         except PermanentError as err:
             note.outcome, note.reason = "rejected", f"malformed message: {err}"
             log.error("message %s rejected: %s", note.message.get("MessageId"), note.reason)
-    for note in [n for n in notes if n.source is UPLOAD]:
-        note.outcome, note.reason = _process_upload(note.entry)
+    for note in [n for n in notes if n.source in (UPLOAD, INGEST)]:
+        note.outcome, note.reason = _run_job(note.source, note.entry)
     for note in [n for n in notes if not n.outcome]:
         try:
             [outcome] = retry.call(note.source.read_batch, [note.entry])
@@ -186,24 +192,32 @@ def handle(messages):
 
 
 UPLOAD = "upload"
+INGEST = "ingest"
 
 
-def _process_upload(upload_id):
-    """(outcome, reason) of processing an upload: stored when COMPLETE, rejected when its
-    files are bad (the upload is FAILED with the reasons), retry on anything transient or
-    when another worker is running it."""
+def _run_job(kind, object_id):
+    """(outcome, reason) of processing an upload or ingesting a scene through luigid:
+    stored when done, rejected when its input is bad (the row is FAILED with the reasons),
+    retry on anything transient or while another worker is running it."""
+    from rf_pipelines.catalog import scenes
     from rf_pipelines.errors import BuildFailed
-    from rf_pipelines.tasks import ProcessUpload
+    from rf_pipelines.tasks import IngestScene, ProcessUpload
     from rf_pipelines.tasks.runner import ALREADY_RUNNING, TASK_FAILED, build
 
     try:
-        build([ProcessUpload(upload_id=upload_id)])
+        if kind == UPLOAD:
+            task = ProcessUpload(upload_id=object_id)
+        else:
+            with db.transaction(config.settings().database_url) as conn:
+                scenes.queue_for_ingest(conn, object_id)
+            task = IngestScene(scene_id=object_id)
+        build([task])
         return "stored", ""
     except BuildFailed as err:
         if err.exit_code == TASK_FAILED:
-            return "rejected", f"upload {upload_id} failed: {str(err).splitlines()[-1]}"
+            return "rejected", f"{kind} {object_id} failed: {str(err).splitlines()[-1]}"
         if err.exit_code == ALREADY_RUNNING:
-            return "retry", f"upload {upload_id} is being processed by another worker"
+            return "retry", f"{kind} {object_id} is being run by another worker"
         return "retry", str(err).splitlines()[-1]
     except PermanentError as err:
         return "rejected", str(err)

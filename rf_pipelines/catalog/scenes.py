@@ -3,7 +3,7 @@
 from rf_pipelines import ids
 from rf_pipelines.catalog.db import dict_cursor
 from rf_pipelines.catalog.rows import fetch_one, upsert
-from rf_pipelines.catalog.statuses import INGEST_TRANSITIONS, check_transition
+from rf_pipelines.catalog.statuses import INGEST_TRANSITIONS, IngestStatus, check_transition
 from rf_pipelines.errors import NotFound
 
 # Columns a caller may set; the rest (timestamps, statuses) are managed here.
@@ -152,3 +152,12 @@ def band_sources(conn, scene_id):
         ]
     bands = (scene.get("scene_metadata") or {}).get("bands") or []
     return [(b["url"], 1, b["name"]) for b in bands if b.get("url")]
+
+
+def queue_for_ingest(conn, scene_id):
+    """Moves a scene that is NOTINGESTED or FAILED to TOBEINGESTED; returns its status."""
+    status = get_scene(conn, scene_id, lock=True)["ingest_status"]
+    if status in (IngestStatus.NOTINGESTED, IngestStatus.FAILED):
+        set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
+        return IngestStatus.TOBEINGESTED
+    return status

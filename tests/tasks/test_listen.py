@@ -169,3 +169,27 @@ def test_upload_messages_are_processed_through_luigid(queues, tmp_path):
         assert uploads.upload_summary(conn, bad)["status"] == "FAILED"
     assert _drain(sqs, url) == []
     assert len(_drain(sqs, queues["dlq"])) == 2
+
+
+def test_an_ingest_message_runs_the_scene_ingest(queues):
+    from rf_pipelines import uploading
+    from rf_pipelines.catalog import scenes, uploads
+    from rf_pipelines.tasks import ProcessUpload
+    from rf_pipelines.tasks.runner import build
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    upload_id = uploading.create_upload([str(rasters.GEOTIFF / "RGB.byte.tif")], "listener")
+    build([ProcessUpload(upload_id=str(upload_id))])
+    with db.connect(queues["db"]) as conn:
+        scene_id = str(uploads.upload_summary(conn, upload_id)["files"][0]["scene_id"])
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"ingest_scene_id": scene_id}))
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"ingest_scene_id": str(uuid.uuid4())}))
+    code, lines, out = _listen(url)
+    assert code == 0, out
+    outcomes = sorted((line["outcome"], line["ingest"]) for line in lines if "message" in line)
+    assert outcomes[1] == ("stored", scene_id)
+    assert outcomes[0][0] == "rejected"  # no such scene
+    with db.connect(queues["db"]) as conn:
+        assert scenes.get_scene(conn, scene_id)["ingest_status"] == "INGESTED"
+    assert _drain(sqs, url) == []
