@@ -240,3 +240,21 @@ def test_scheduler_command_runs_luigid_with_history(tmp_path, database_url, loca
         cli, ["scheduler"], env={"RF_HISTORY_DATABASE_URL": "postgresql://u:secret@h/db"}
     )
     assert result.exit_code == 2 and "PGPASSWORD" in result.output
+
+
+class _BrokenCompleteness(luigi.Task):
+    """A task whose complete() raises: it fails before run(), during scheduling."""
+
+    def complete(self):
+        raise RuntimeError("the completeness check is broken")
+
+
+def test_a_task_failing_outside_run_is_reported_too(data_root, smtp):
+    from rf_pipelines.errors import BuildFailed
+    from rf_pipelines.tasks.runner import build
+
+    with pytest.raises(BuildFailed) as err:
+        build([_BrokenCompleteness()], local_scheduler=True)
+    assert err.value.exit_code in (3, 4)
+    [message] = smtp.messages
+    assert "_BrokenCompleteness" in message and "failed outside run()" in message

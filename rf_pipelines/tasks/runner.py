@@ -71,6 +71,23 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         os.environ.pop(runs.ENV, None)
     failures = runs.failures(run)
     code = exit_code(result, roles)
+    if notify and not failures and code in (TASK_FAILED, SCHEDULING_FAILED):
+        # Failed outside run() (complete(), requires(), scheduling): luigi's summary says which.
+        summary = luigi.execution_summary._summary_dict(result.worker)
+        failures = [
+            {
+                "task_id": t.task_id,
+                "family": t.task_family,
+                "error": "failed outside run()",
+                "params": t.to_str_params(only_significant=True),
+                "log": "-",
+            }
+            for t in summary["failed"] | summary["scheduling_error"]
+        ]
+        if failures:
+            report = notifications.failure_report(run.name, failures, result.summary_text)
+            notifications.send(*report)
+        failures = []
     if failures and notify:
         for failure in failures:
             if not local_scheduler:
