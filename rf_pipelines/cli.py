@@ -495,13 +495,14 @@ def scheduler_command(address, port, state_path, background):
     """Start luigid for production: state file, task history in PostgreSQL (the /history
     pages), bound to 127.0.0.1 unless --address says otherwise."""
     from rf_pipelines import operations
+    from rf_pipelines.catalog import db as catalog_db
 
     settings = config.settings()
     folder = settings.home / "scheduler"
     folder.mkdir(parents=True, exist_ok=True)
     history = settings.task_history_url
     text = operations.scheduler_config(state_path or folder / "state.pickle", history)
-    operations.ensure_database(history)
+    catalog_db.ensure_database(history)
     cfg = folder / "luigid.cfg"
     cfg.write_text(text)
     argv = [services.which("luigid"), "--address", address, "--port", str(port)]
@@ -522,9 +523,9 @@ def scheduler_command(address, port, state_path, background):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
 def status_command(limit, as_json):
     """Recent task runs from luigid's task history: state, duration, failures."""
-    from rf_pipelines import operations
+    from rf_pipelines.catalog import history
 
-    runs = operations.recent_runs(config.settings().task_history_url, limit)
+    runs = history.recent_runs(config.settings().task_history_url, limit)
     for run in runs:
         if as_json:
             click.echo(json.dumps(run, default=str))

@@ -282,16 +282,10 @@ def start_postgres(home):
 
 
 def _ensure_databases():
-    conn = _pg_connect()
-    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
-    try:
-        with conn.cursor() as cur:
-            for name in (LOCAL_DATABASE, HISTORY_DATABASE):
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if not cur.fetchone():
-                    cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
+    from rf_pipelines.catalog import db
+
+    for name in (LOCAL_DATABASE, HISTORY_DATABASE):
+        db.ensure_database(f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{name}")
 
 
 def _postmaster_pid(home):

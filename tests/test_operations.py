@@ -13,8 +13,8 @@ import luigi
 import pytest
 from click.testing import CliRunner
 
-from rf_pipelines import clients, config, operations, uploading
-from rf_pipelines.catalog import db, uploads
+from rf_pipelines import clients, config, uploading
+from rf_pipelines.catalog import db, history, uploads
 from rf_pipelines.cli import cli
 from rf_pipelines.tasks.runner import scheduler_url
 from tests import rasters
@@ -99,8 +99,8 @@ def test_two_runs_of_the_same_upload_at_once_do_the_work_once(data_root, databas
     with db.connect(database_url) as conn:
         assert uploads.upload_summary(conn, upload_id)["status"] == "COMPLETE"
     # luigid's history: ConvertToCog of this file started once.
-    history = config.settings().task_history_url
-    runs = operations.recent_runs(history, limit=200)
+    history_url = config.settings().task_history_url
+    runs = history.recent_runs(history_url, limit=200)
     cogs = [
         r
         for r in runs
@@ -189,10 +189,10 @@ def test_reap_resets_stuck_rows_that_luigid_does_not_run(data_root, database_url
 def test_scheduler_command_runs_luigid_with_history(tmp_path, database_url, local_services):
     port = free_port()
     history_db = f"rf_history_{uuid.uuid4().hex[:6]}"
-    history = database_url.rsplit("/", 1)[0] + "/" + history_db
+    history_url = database_url.rsplit("/", 1)[0] + "/" + history_db
     import os
 
-    env = {**os.environ, "RF_HOME": str(tmp_path), "RF_HISTORY_DATABASE_URL": history}
+    env = {**os.environ, "RF_HOME": str(tmp_path), "RF_HISTORY_DATABASE_URL": history_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "rf_pipelines.cli", "scheduler", "--port", str(port)],
         env=env,
@@ -223,7 +223,7 @@ def test_scheduler_command_runs_luigid_with_history(tmp_path, database_url, loca
         with urllib.request.urlopen(url + "/history", timeout=5) as resp:
             assert resp.status == 200 and b"Hello" in resp.read()
         assert (tmp_path / "scheduler" / "luigid.cfg").read_text().count("record_task_history")
-        runs = operations.recent_runs(history)
+        runs = history.recent_runs(history_url)
         assert runs[0]["task"] == "Hello" and runs[0]["state"] == "DONE"
     finally:
         os.killpg(proc.pid, 15)

@@ -66,3 +66,19 @@ def check(url, setting="RF_DATABASE_URL"):
 def dict_cursor(conn):
     """A cursor returning rows as dicts."""
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+
+
+def ensure_database(url):
+    """Creates the database that ``url`` names, on its server, when it does not exist.
+
+    Raises:
+        ServiceUnavailable: the server's ``postgres`` database cannot be reached.
+    """
+    server, name = url.rsplit("/", 1)
+    name = name.split("?", 1)[0]
+    with connect(f"{server}/postgres") as conn:
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if not cur.fetchone():
+                cur.execute(f'CREATE DATABASE "{name}"')

@@ -161,3 +161,24 @@ def queue_for_ingest(conn, scene_id):
         set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
         return IngestStatus.TOBEINGESTED
     return status
+
+
+def stuck_ingesting(conn, older_than):
+    """Ids of scenes in INGESTING untouched for longer than ``older_than``, locked for the
+    caller's transaction (rows another transaction holds are skipped)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM scenes WHERE ingest_status = 'INGESTING' "
+            "AND modified_at < now() - %s FOR UPDATE SKIP LOCKED",
+            (older_than,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def set_ingested(conn, scene_id, location):
+    """Marks a scene INGESTED with its tiles' URL template."""
+    set_ingest_status(conn, scene_id, IngestStatus.INGESTED)
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE scenes SET ingest_location = %s WHERE id = %s", (location, str(scene_id))
+        )

@@ -210,3 +210,26 @@ def upload_summary(conn, upload_id):
             for f in list_files(conn, upload_id)
         ],
     }
+
+
+def stuck_processing(conn, older_than):
+    """Ids of uploads in PROCESSING untouched for longer than ``older_than``, locked for the
+    caller's transaction (rows another transaction holds are skipped)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM uploads WHERE upload_status = 'PROCESSING' "
+            "AND modified_at < now() - %s FOR UPDATE SKIP LOCKED",
+            (older_than,),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def requeue(conn, upload_id, reason):
+    """Puts an upload stuck in PROCESSING back to UPLOADED, its unfinished files to QUEUED."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE upload_files SET status = %s, modified_at = now() "
+            "WHERE upload_id = %s AND status = %s",
+            (str(JobStatus.QUEUED), str(upload_id), str(JobStatus.PROCESSING)),
+        )
+    set_upload_status(conn, upload_id, UploadStatus.UPLOADED, reason=reason)

@@ -131,14 +131,9 @@ class IngestScene(_SceneTask):
         return IngestedTarget(self.scene_id)
 
     def run(self):
-        folder = self.requires().folder()
+        location = files.join(self.requires().folder(), "{z}/{x}/{y}.png")
         with db.transaction(config.settings().database_url) as conn:
-            scenes.set_ingest_status(conn, self.scene_id, IngestStatus.INGESTED)
-            with conn.cursor() as cur:
-                cur.execute(
-                    "UPDATE scenes SET ingest_location = %s WHERE id = %s",
-                    (files.join(folder, "{z}/{x}/{y}.png"), self.scene_id),
-                )
+            scenes.set_ingested(conn, self.scene_id, location)
 
 
 class IngestedTarget(luigi.Target):
