@@ -24,14 +24,16 @@ from rf_pipelines.cli import cli
 from rf_pipelines.tasks import ImportDay
 from rf_pipelines.tasks.runner import build
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "sentinel2"
+TESTDATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "sentinel2"
 TEMPLATE = json.loads(
     (TESTDATA / "sentinel-s2-l1c_tiles_19_U_DP_2017_7_29_0_tileInfo.json").read_text()
 )
 BUCKET = "rf-bench-s2"
 DAY = datetime.date(2021, 6, 1)
 PER_PRODUCT = 500
-WORKERS = 1  # the same for the batched import and the baseline (2 measured slower: the store and PostgreSQL share the 2 cores)
+# The same for the batched import and the baseline (2 measured slower: the store and
+# PostgreSQL share the 2 cores).
+WORKERS = 1
 SQUARES = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"]
 
 

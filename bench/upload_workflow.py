@@ -24,7 +24,7 @@ from rf_pipelines import config, uploading
 from rf_pipelines.tasks import ProcessUpload
 from rf_pipelines.tasks.runner import build
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "geotiff" / "cog.tif"
+REAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "geotiff" / "cog.tif"
 
 
 def make_source(path, size=4096, bands=4, chunk=1024):

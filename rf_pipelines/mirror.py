@@ -1,4 +1,5 @@
-"""A local mirror of the providers' layouts, made from real metadata files (examples/mirror/):
+"""A local mirror of the providers' layouts, made from real metadata files shipped
+with the package (rf_pipelines/sample_data/mirror/):
 the Sentinel-2 bucket layout and a Landsat bucket with STAC items for a STAC API server.
 
 The demo imports from it; the tests build the same layouts on the object store. Items for
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from rf_pipelines.imagery import landsat, mtl
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "mirror"
+# Package data: present in a wheel, a non-editable install and the Docker image alike.
+EXAMPLES = Path(__file__).resolve().parent / "sample_data" / "mirror"
 LANDSAT_BUCKET = "s3://usgs-landsat"
 LANDSAT_COLLECTION = "landsat-c2l2-sr"  # the USGS STAC API's collection id
 _TEMPLATE_ITEM = "earthsearch_v1_LC08_L2SP_033032_20231008_02_T1.json"

@@ -1,4 +1,4 @@
-"""Small generated inputs for the upload tests, next to the real files in ../shared/testdata."""
+"""Small generated inputs for the upload tests, next to the real files in tests/data."""
 
 import struct
 
