@@ -8,7 +8,11 @@ setup(
     description="Luigi workflows for Raster Foundry: uploads, imports, ingests.",
     python_requires=">=3.11",
     packages=find_packages(include=["rf_pipelines", "rf_pipelines.*"]),
-    package_data={"rf_pipelines.catalog": ["migrations/*.sql"]},
+    package_data={
+        "rf_pipelines.catalog": ["migrations/*.sql"],
+        # Read at run time by `rf-pipelines demo-imports`, so it ships with the package.
+        "rf_pipelines": ["sample_data/mirror/*"],
+    },
     install_requires=[
         "luigi==3.8.1",
         # luigid's task history; 2.x needs the postgresql+psycopg2 URL form.
@@ -45,6 +49,10 @@ setup(
             "rustac>=0.9",
             # A real SMTP server for the notification tests.
             "aiosmtpd>=1.4",
+            # Drives Debian's headless Chromium (and its chromedriver) in the browser tests.
+            "selenium>=4.20",
+            # Builds the package as a user installs it (tests/test_packaging.py).
+            "wheel>=0.40",
         ],
     },
     entry_points={"console_scripts": ["rf-pipelines=rf_pipelines.cli:main"]},

@@ -1,45 +1,166 @@
-"""The rf-pipelines command: thin; translates errors to one-line messages and exit codes."""
+"""The rf-pipelines command: thin; translates errors to one-line messages and exit codes.
 
+By default a command prints its progress, its result and its errors, one line each; luigi's
+own logging, warnings and tracebacks go to the command's log (``RF_HOME/logs/commands/``)
+and to each task's log. ``--verbose`` shows them on the terminal as well.
+"""
+
+import datetime
 import json
+import logging
 import os
 import sys
+import traceback
 
 import click
 
-from rf_pipelines import config, services
-from rf_pipelines.errors import BuildFailed, InvalidInput, PermanentError, RfError, TransientError
+from rf_pipelines import config, runs, services
+from rf_pipelines.errors import (
+    BuildFailed,
+    ConfigError,
+    InvalidInput,
+    PermanentError,
+    RfError,
+    TransientError,
+)
 
-# Exit codes: 2 bad input or configuration, 3-6 build outcomes (see tasks.runner), 75 retry later.
+# Exit codes: 2 bad input or configuration, 3-7 build outcomes (tasks.runner), 75 retry later.
 EXIT_PERMANENT = 2
 EXIT_TRANSIENT = 75
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
+log = logging.getLogger("rf_pipelines.cli")
 
 
 class RfCommandError(click.ClickException):
-    def __init__(self, message, exit_code):
-        super().__init__(message)
+    """One ``Error: ...`` line on stderr per failed thing, and the exit code."""
+
+    def __init__(self, lines, exit_code):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
         self.exit_code = exit_code
+
+    def show(self, file=None):
+        for line in self.lines:
+            click.echo(f"Error: {line}", err=True, file=file)
+
+
+class _Console:
+    """Where the command's logging goes: the command log always; the terminal with --verbose."""
+
+    verbose = False
+    log_path = None
+    _terminal = None
+
+    @classmethod
+    def setup(cls, verbose):
+        import luigi.configuration
+
+        root = logging.getLogger()
+        if cls.log_path is None:
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+            folder = config.local_home() / "logs" / "commands"
+            cls.log_path = folder / f"{stamp}-{os.getpid()}.log"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                handler = logging.FileHandler(cls.log_path, delay=True)
+                handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+                root.addHandler(handler)
+            except OSError:
+                cls.log_path = None
+            root.setLevel(logging.INFO)
+            if cls.log_path:
+                os.environ[runs.COMMAND_LOG_ENV] = str(cls.log_path)
+        cls.verbose = cls.verbose or verbose
+        # luigi configures its own logging to the terminal (DEBUG) unless told not to.
+        cfg = luigi.configuration.get_config()
+        if not cfg.has_section("core"):
+            cfg.add_section("core")
+        cfg.set("core", "no_configure_logging", "false" if cls.verbose else "true")
+        logging.captureWarnings(not cls.verbose)
+        if cls.verbose and cls._terminal is None:
+            cls._terminal = logging.StreamHandler(sys.stderr)
+            cls._terminal.setFormatter(logging.Formatter(_LOG_FORMAT))
+            logging.getLogger("rf_pipelines").addHandler(cls._terminal)
+
+    @classmethod
+    def where(cls):
+        return f"log: {cls.log_path}" if cls.log_path else "run with --verbose for details"
+
+
+def _verbose_callback(ctx, param, value):
+    if value:
+        _Console.setup(True)
+
+
+def _verbose_option():
+    return click.Option(
+        ["--verbose", "-v"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_verbose_callback,
+        help="Show luigi's logging, warnings and tracebacks on the terminal too.",
+    )
 
 
 class _Group(click.Group):
-    """Turns the package's errors into one line on stderr and a distinct exit code."""
+    """Turns the package's errors into one line on stderr and a distinct exit code; gives
+    every command a --verbose option."""
+
+    def add_command(self, cmd, name=None):
+        if not isinstance(cmd, click.Group):
+            cmd.params.append(_verbose_option())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
         except BuildFailed as err:
-            raise RfCommandError(str(err), err.exit_code) from err
+            log.info("build failed:\n%s", err.summary)
+            raise RfCommandError(err.lines, err.exit_code) from err
         except PermanentError as err:
             raise RfCommandError(str(err), EXIT_PERMANENT) from err
         except TransientError as err:
-            raise RfCommandError(str(err), EXIT_TRANSIENT) from err
+            raise RfCommandError(f"{err} (retry later)", EXIT_TRANSIENT) from err
         except RfError as err:
             raise RfCommandError(str(err), 1) from err
+        except Exception as err:
+            log.exception("unexpected error")
+            if _Console.verbose:
+                traceback.print_exc()
+            raise RfCommandError(
+                f"unexpected {runs.one_line(err)} ({_Console.where()})", 1
+            ) from err
+
+
+def _setup_console(ctx, param, value):
+    try:
+        _Console.setup(value)
+    except ConfigError as err:
+        raise RfCommandError(str(err), EXIT_PERMANENT) from err
+    return value
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="rf_pipelines")
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_setup_console,
+    help="Show luigi's logging, warnings and tracebacks on the terminal too.",
+)
 def cli():
-    """Raster Foundry's imagery workflows on Luigi."""
+    """Raster Foundry's imagery workflows on Luigi.
+
+    Exit codes: 0 done, 2 bad input or configuration, 3 a task failed, 4 scheduling failed,
+    5 not run, 6 missing external data, 7 already running elsewhere, 75 a service or API
+    was unavailable (retry later).
+    """
 
 
 @cli.group(cls=_Group)
@@ -87,7 +208,7 @@ def services_stop():
 
 @services_group.command("status")
 def services_status():
-    """Show which local services run; exit 1 if any does not."""
+    """Show which local services run; exit 0 when all run, 1 when any does not."""
     states = _print_status(config.settings().home)
     if not all(s.running for s in states):
         sys.exit(1)
@@ -143,8 +264,13 @@ def demo(paths, local_scheduler, ingest):
         uploading.create_upload(paths, "demo", project="Demo", upload_id=upload_id)
     task = ProcessUpload(upload_id=str(upload_id))
     local_scheduler = local_scheduler or not scheduler_running()
-    result = build([task], local_scheduler=local_scheduler)
-    click.echo(result.summary_text)
+    try:
+        build([task], local_scheduler=local_scheduler)
+    except BuildFailed as err:
+        # The upload's status below says what became of each file; the errors follow it.
+        failed = err
+    else:
+        failed = None
     with catalog_db.connect(url) as conn:
         summary = uploads.upload_summary(conn, upload_id)
         found = [scenes.scene_details(conn, f["scene_id"]) for f in summary["files"]]
@@ -168,6 +294,9 @@ def demo(paths, local_scheduler, ingest):
             f"visualiser: {scheduler_url()}/static/visualiser/index.html"
             f"#tab=graph&taskId={task.task_id}"
         )
+        click.echo(f"task history: {scheduler_url()}/history")
+    if failed:
+        raise failed
 
 
 @cli.command("demo-imports")
@@ -176,10 +305,10 @@ def demo(paths, local_scheduler, ingest):
 def demo_imports(local_scheduler, port):
     """Import a day of the sample Landsat and Sentinel-2 scenes from a local mirror.
 
-    Builds the mirror under RF_HOME/mirror from examples/mirror (Sentinel-2 bucket layout,
-    Landsat bucket with MTLs), serves its STAC items from a local STAC API server, and runs
-    the sentinel2, landsat and sentinel2-stac imports of their days. A second run finds the
-    days complete and does nothing.
+    Builds the mirror under RF_HOME/mirror from the package's sample metadata (Sentinel-2
+    bucket layout, Landsat bucket with MTLs), serves its STAC items from a local STAC API
+    server, and runs the sentinel2, landsat and sentinel2-stac imports of their days. A
+    second run finds the days complete and does nothing.
     """
     import datetime
 
@@ -202,13 +331,19 @@ def demo_imports(local_scheduler, port):
         config.settings.cache_clear()
         days = {s: datetime.date.fromisoformat(d) for s, d in built["days"].items()}
         tasks = [ImportDay(source=s, day=d, run_day=d) for s, d in days.items()]
-        result = build(tasks, local_scheduler=local_scheduler or not scheduler_running())
-    click.echo(result.summary_text)
+        try:
+            build(tasks, local_scheduler=local_scheduler or not scheduler_running())
+        except BuildFailed as err:
+            failed = err
+        else:
+            failed = None
     with catalog_db.connect(url) as conn:
         for source, day in days.items():
             click.echo(json.dumps(imports.day_report(conn, source, day), default=str))
             for scene in imports.day_scenes(conn, source, day):
                 click.echo("  " + json.dumps(scene, default=str))
+    if failed:
+        raise failed
 
 
 def _database():
@@ -337,6 +472,17 @@ def _parse_day(value, option):
 def import_command(source, day, lookback, start, stop, local_scheduler, workers):
     """Import SOURCE's scenes of a day (with a look-back), or backfill a range of days.
 
+    \b
+    SOURCE is one of:
+      sentinel2              the Sentinel-2 bucket layout (RF_SENTINEL2_ROOT)
+      landsat                the USGS STAC API, each item completed from its MTL
+      sentinel2-stac         Earth Search's sentinel-2-l2a collection
+      stac:COLLECTION@URL    any STAC API collection
+
+    \b
+    Example:
+      rf-pipelines import landsat --date 2024-05-01 --lookback 3
+
     Prints one JSON line per day; exits 0 only when every day is COMPLETE.
     """
     import datetime
@@ -412,7 +558,8 @@ def listen_command(queue_url, once, wait_seconds):
     """Import scenes as their notifications arrive on the SQS queue QUEUE_URL.
 
     A message is deleted only after its scene is stored; a malformed one is rejected with its
-    reason (to the queue's dead-letter queue when it has one). Prints a JSON line a message.
+    reason (to the queue's dead-letter queue when it has one). Prints one JSON line for each
+    message, and a last line with the counts.
     """
     from rf_pipelines import listening
 
@@ -445,18 +592,17 @@ def listen_command(queue_url, once, wait_seconds):
 def run_command(task, params, local_scheduler, workers, role):
     """Run TASK of the package on demand, through luigid: `run ProcessUpload --upload-id ID`.
 
-    Exit codes: 0 done (or already complete), 3 a task failed, 4 scheduling failed,
-    5 not run, 6 external data missing, 7 already running on another worker.
+    Exit codes: 0 done (or already complete), 2 bad task name, parameters or ids,
+    3 a task failed, 4 scheduling failed, 5 not run, 6 external data missing, 7 already
+    running on another worker, 75 a service or API was unavailable.
     """
     from rf_pipelines.routing import parse_roles
     from rf_pipelines.tasks.runner import build
 
     roles = parse_roles(role)
     instance = _task_from_args(task, list(params))
-    result = build(
-        [instance], local_scheduler=local_scheduler or None, workers=workers, roles=roles
-    )
-    click.echo(result.one_line_summary)
+    build([instance], local_scheduler=local_scheduler or None, workers=workers, roles=roles)
+    click.echo(f"done: {instance.task_id}")
 
 
 def _task_from_args(family, args):
@@ -494,22 +640,23 @@ def _task_from_args(family, args):
 def scheduler_command(address, port, state_path, background):
     """Start luigid for production: state file, task history in PostgreSQL (the /history
     pages), bound to 127.0.0.1 unless --address says otherwise."""
-    from rf_pipelines import operations
+    from rf_pipelines import scheduler
     from rf_pipelines.catalog import db as catalog_db
 
     settings = config.settings()
     folder = settings.home / "scheduler"
     folder.mkdir(parents=True, exist_ok=True)
     history = settings.task_history_url
-    text = operations.scheduler_config(state_path or folder / "state.pickle", history)
+    text = scheduler.luigid_config(state_path or folder / "state.pickle", history)
     catalog_db.ensure_database(history)
     cfg = folder / "luigid.cfg"
     cfg.write_text(text)
-    argv = [services.which("luigid"), "--address", address, "--port", str(port)]
-    if background:
-        argv += ["--background", "--pidfile", str(folder / "pid"), "--logdir", str(folder)]
+    argv = scheduler.luigid_argv(address, port, folder if background else None)
     os.environ["LUIGI_CONFIG_PATH"] = str(cfg)
-    click.echo(f"luigid on http://{address}:{port} (history: {config.redact_url(history)})")
+    click.echo(
+        f"luigid on http://{address}:{port} (history: {config.redact_url(history)}; "
+        f"task logs from {settings.data_root})"
+    )
     if background:
         import subprocess
 
@@ -589,14 +736,43 @@ def scene():
 
 @scene.command("show")
 @click.argument("scene_id")
-def scene_show(scene_id):
-    """Print the scene as JSON: metadata, footprints, images, bands, thumbnails, COG and
-    STAC item URLs."""
+@click.option("--full", is_flag=True, help="Print the footprint geometries in full.")
+def scene_show(scene_id, full):
+    """Print the scene as JSON: metadata, images, bands, thumbnails, COG and STAC item URLs.
+
+    Footprints are shown as their bounding box and vertex count; --full prints them whole.
+    """
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import scenes
 
     with catalog_db.connect(_database()) as conn:
-        _echo_json(scenes.scene_details(conn, scenes.parse_scene_id(scene_id)))
+        details = scenes.scene_details(conn, scenes.parse_scene_id(scene_id))
+    _echo_json(details if full else _compact_geometries(details))
+
+
+def _compact_geometries(value):
+    """``value`` with every GeoJSON geometry replaced by its type, bbox and vertex count."""
+    if isinstance(value, dict):
+        if value.get("type") in _GEOMETRY_TYPES and "coordinates" in value:
+            points = list(_positions(value["coordinates"]))
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            bbox = [min(xs), min(ys), max(xs), max(ys)] if points else []
+            return {"type": value["type"], "bbox": bbox, "vertices": len(points)}
+        return {key: _compact_geometries(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_compact_geometries(item) for item in value]
+    return value
+
+
+_GEOMETRY_TYPES = {"Polygon", "MultiPolygon", "LineString", "MultiLineString", "MultiPoint"}
+
+
+def _positions(coordinates):
+    if coordinates and isinstance(coordinates[0], (int, float)):
+        yield coordinates
+        return
+    for item in coordinates:
+        yield from _positions(item)
 
 
 def _scene_summary(scene):

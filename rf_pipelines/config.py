@@ -13,17 +13,38 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import luigi
+import luigi.interface
 
 from rf_pipelines.errors import ConfigError
 
-# Ports of the local services (rf-pipelines services start); all bind to 127.0.0.1.
-LOCAL_PG_PORT = 54329
-LOCAL_S3_PORT = 18333
-LOCAL_LUIGID_PORT = 8082
-LOCAL_MOTO_PORT = 15000
+LOCAL_HOST = "127.0.0.1"
 LOCAL_DATABASE = "rf_pipelines"
+# Ports of the local services (rf-pipelines services start); all bind to 127.0.0.1.
+# RF_PORT_BASE=N moves them all to N.. N+6; RF_<SERVICE>_PORT moves one.
+DEFAULT_PORTS = {
+    "luigid": 8082,
+    "postgres": 54329,
+    "s3": 18333,
+    "moto": 15000,
+    # SeaweedFS's own master, volume and filer; each also takes its port + 10000 for gRPC.
+    "s3_master": 19333,
+    "s3_volume": 18080,
+    "s3_filer": 18888,
+}
+PORT_ENV = {
+    "luigid": "RF_LUIGID_PORT",
+    "postgres": "RF_PG_PORT",
+    "s3": "RF_S3_PORT",
+    "moto": "RF_MOTO_PORT",
+}
+_GRPC_OFFSET = 10000
 
 DEFAULT_MAX_UPLOAD_PIXELS = 10_000_000_000
+
+# luigi's RemoteScheduler reads [core] rpc_retry_attempts and rpc_retry_wait itself, but its
+# `core` config class does not declare them, so every run warned that luigi.cfg's values go
+# unused. They are used: tell luigi so (its own mechanism for such keys).
+luigi.interface.core.ignore_unconsumed = {"rpc_retry_attempts", "rpc_retry_wait"}
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DB_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
@@ -130,6 +151,14 @@ def _pick(env_names, cfg_value, cfg_key):
     return None, None
 
 
+def local_home(cfg=None):
+    """The folder of local service data, run folders and command logs: ``RF_HOME``, else
+    ``[RfConfig] home``, else ``./.rf-local``."""
+    cfg = cfg or RfConfig()
+    value, _ = _pick(["RF_HOME"], cfg.home, "home")
+    return Path(value or ".rf-local").expanduser().absolute()
+
+
 def load_settings():
     """Reads and validates the settings.
 
@@ -140,15 +169,13 @@ def load_settings():
         ConfigError: a value is malformed; the message names its source and the fix.
     """
     cfg = RfConfig()
-    home_value, _ = _pick(["RF_HOME"], cfg.home, "home")
-    home = Path(home_value or ".rf-local").expanduser().absolute()
+    home = local_home(cfg)
 
     root, source = _pick(["RF_DATA_ROOT"], cfg.data_root, "data_root")
     data_root = parse_data_root(root, source) if root else str(home / "data")
 
     url, source = _pick(["RF_DATABASE_URL"], cfg.database_url, "database_url")
-    default_url = f"postgresql://postgres@127.0.0.1:{LOCAL_PG_PORT}/{LOCAL_DATABASE}"
-    database_url = parse_database_url(url, source) if url else default_url
+    database_url = parse_database_url(url, source) if url else local_database_url()
 
     endpoint, source = _pick(
         ["AWS_ENDPOINT_URL_S3", "RF_S3_ENDPOINT_URL"], cfg.s3_endpoint_url, "s3_endpoint_url"
@@ -191,6 +218,58 @@ def load_settings():
         history_database_url=history,
         **urls,
     )
+
+
+def local_ports():
+    """Ports of the local services: the defaults, all moved by ``RF_PORT_BASE`` (luigid at
+    the base, then PostgreSQL, the S3 store, moto and SeaweedFS's master, volume and filer),
+    and each of the first four set on its own by its ``RF_*_PORT`` variable.
+
+    Raises:
+        ConfigError: a value is not a port that leaves room for SeaweedFS's gRPC ports.
+    """
+    ports = dict(DEFAULT_PORTS)
+    base = os.environ.get("RF_PORT_BASE")
+    if base:
+        first = _parse_port(base, "RF_PORT_BASE", span=len(ports) - 1)
+        ports = {name: first + offset for offset, name in enumerate(DEFAULT_PORTS)}
+    for name, env in PORT_ENV.items():
+        if os.environ.get(env):
+            ports[name] = _parse_port(os.environ[env], env)
+    return ports
+
+
+def _parse_port(value, source, span=0):
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1024 <= port <= 65535 - _GRPC_OFFSET - span:
+        raise ConfigError(
+            f"{source}: {value!r} is not a usable port; use a number from 1024 to "
+            f"{65535 - _GRPC_OFFSET - span} (SeaweedFS also takes each port + {_GRPC_OFFSET})"
+        )
+    return port
+
+
+def local_database_url(name=LOCAL_DATABASE):
+    """URL of a database on the local PostgreSQL (``rf-pipelines services start``)."""
+    return f"postgresql://postgres@{LOCAL_HOST}:{local_ports()['postgres']}/{name}"
+
+
+def scheduler_url():
+    """The luigid URL clients use: ``RF_SCHEDULER_URL``; else the local luigid's when
+    ``RF_PORT_BASE`` or ``RF_LUIGID_PORT`` moved it; else ``[core]`` in luigi.cfg.
+
+    Raises:
+        ConfigError: RF_SCHEDULER_URL is not an http(s) URL.
+    """
+    if os.environ.get("RF_SCHEDULER_URL"):
+        return parse_http_url(os.environ["RF_SCHEDULER_URL"], "RF_SCHEDULER_URL")
+    if os.environ.get("RF_PORT_BASE") or os.environ.get("RF_LUIGID_PORT"):
+        return f"http://{LOCAL_HOST}:{local_ports()['luigid']}"
+    core = luigi.interface.core()
+    return (core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}").rstrip("/")
 
 
 def parse_http_url(value, source):

@@ -17,6 +17,10 @@ class ConfigError(PermanentError, ValueError):
     """A configuration value is missing or invalid; the message names the setting."""
 
 
+class MissingBucket(ConfigError):
+    """An ``s3://`` URL names a bucket that the configured S3 endpoint does not have."""
+
+
 class InvalidInput(PermanentError, ValueError):
     """User-supplied data (a file, id, path or date) is not acceptable."""
 
@@ -34,10 +38,18 @@ class ServiceUnavailable(TransientError, ConnectionError):
 
 
 class BuildFailed(RfError):
-    """A Luigi build did not complete; the message carries luigi's summary."""
+    """A Luigi build did not complete.
 
-    def __init__(self, message, exit_code=1):
-        super().__init__(message)
+    Attributes:
+        summary: luigi's execution summary.
+        lines: one line per failed task: what failed, why, where its log is.
+        exit_code: the command's exit code for this outcome.
+    """
+
+    def __init__(self, summary, exit_code=1, lines=()):
+        self.summary = summary
+        self.lines = list(lines) or [summary.strip().splitlines()[-1] if summary.strip() else ""]
+        super().__init__("\n".join(self.lines))
         self.exit_code = exit_code
 
 

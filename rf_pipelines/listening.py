@@ -202,7 +202,7 @@ def _run_job(kind, object_id):
     from rf_pipelines.catalog import scenes
     from rf_pipelines.errors import BuildFailed
     from rf_pipelines.tasks import IngestScene, ProcessUpload
-    from rf_pipelines.tasks.runner import ALREADY_RUNNING, TASK_FAILED, build
+    from rf_pipelines.tasks.runner import ALREADY_RUNNING, BAD_INPUT, TASK_FAILED, build
 
     try:
         if kind == UPLOAD:
@@ -214,11 +214,11 @@ def _run_job(kind, object_id):
         build([task])
         return "stored", ""
     except BuildFailed as err:
-        if err.exit_code == TASK_FAILED:
-            return "rejected", f"{kind} {object_id} failed: {str(err).splitlines()[-1]}"
+        if err.exit_code in (TASK_FAILED, BAD_INPUT):
+            return "rejected", f"{kind} {object_id} failed: {err.lines[-1]}"
         if err.exit_code == ALREADY_RUNNING:
             return "retry", f"{kind} {object_id} is being run by another worker"
-        return "retry", str(err).splitlines()[-1]
+        return "retry", err.lines[-1]
     except PermanentError as err:
         return "rejected", str(err)
     except Exception as err:  # noqa: BLE001 - transient: the message comes back later

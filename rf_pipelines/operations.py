@@ -1,5 +1,4 @@
-"""Operating the pipelines: luigid's production config, and reaping rows left in PROCESSING
-or INGESTING by workers that died."""
+"""Operating the pipelines: reaping rows left in PROCESSING or INGESTING by workers that died."""
 
 import json
 import re
@@ -7,7 +6,6 @@ import urllib.parse
 import urllib.request
 from datetime import timedelta
 
-from rf_pipelines import config
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import IngestStatus
 from rf_pipelines.errors import InvalidInput, ServiceUnavailable
@@ -26,23 +24,6 @@ def parse_duration(value, option="--older-than"):
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(f"{option} {value!r}: write a positive duration such as 30m, 2h or 1d")
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def scheduler_config(state_path, history_url):
-    """The ``[scheduler]`` and ``[task_history]`` sections luigid runs with in production.
-
-    Raises:
-        ConfigError: the history URL is malformed or carries a password (libpq's
-            PGPASSWORD or ~/.pgpass provide it; it is never written to a file).
-    """
-    url = config.parse_database_url(history_url, "the task history URL")
-    return (
-        "[scheduler]\n"
-        f"state_path = {state_path}\n"
-        "record_task_history = true\n"
-        "[task_history]\n"
-        f"db_connection = postgresql+psycopg2://{url.split('://', 1)[1]}\n"
-    )
 
 
 def running_tasks(scheduler_url):

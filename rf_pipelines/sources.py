@@ -12,7 +12,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from rf_pipelines import config
-from rf_pipelines.errors import InvalidInput, PermanentError, RfError, TransientError
+from rf_pipelines.errors import (
+    InvalidInput,
+    MissingBucket,
+    PermanentError,
+    RfError,
+    TransientError,
+)
 from rf_pipelines.imagery import mtl, sentinel2, stac_items
 from rf_pipelines.targets import files
 from rf_pipelines.targets.reading import read_many
@@ -50,7 +56,14 @@ class Sentinel2Bucket:
     def discover(self, day):
         """The tileInfo.json URLs of every product acquired on ``day``."""
         folder = f"{self.root}/products/{day.year}/{day.month}/{day.day}"
-        products = [f"{folder}/{name}/productInfo.json" for name in files.list_folders(folder)]
+        try:
+            names = files.list_folders(folder)
+        except MissingBucket as err:
+            raise MissingBucket(
+                f"RF_SENTINEL2_ROOT {self.root}: {err}; point RF_SENTINEL2_ROOT at a copy of "
+                "the bucket on that store, or unset the endpoint to read AWS's own bucket"
+            ) from err
+        products = [f"{folder}/{name}/productInfo.json" for name in names]
         with ThreadPoolExecutor(IO_THREADS) as pool:
             # A tile listed by two products (a reprocessing) is one reference.
             return sorted({ref for refs in pool.map(self._tiles, products) for ref in refs})

@@ -1,13 +1,16 @@
 """Fixtures that start the real services (PostgreSQL, S3 store, luigid, moto) and isolate tests.
 
-Services are started once per session with ``rf_pipelines.services`` (idempotent: ones already
-running are reused) and the ones this session started are stopped at its end. Each session gets
-its own database and bucket; each test gets its own data root.
+The suite runs its own instance of the services, in its own home folder (under ``.rf-test``), on
+free ports (``RF_PORT_BASE``), started at the beginning of the session and stopped at its end,
+so a stack the user runs (the demo's, in ``.rf-local``) is neither restarted nor filled with
+test tasks. Each session gets its own database and bucket; each test gets its own data root.
 """
 
 import email
 import email.policy
 import os
+import random
+import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -21,24 +24,73 @@ from rf_pipelines import clients, config, services
 from rf_pipelines.catalog import migrate
 
 REPO = Path(__file__).resolve().parents[1]
-TESTDATA = REPO.parent / "shared" / "testdata"
-HOME = REPO / ".rf-local"
+# Real files from other projects' test suites, with their provenance in tests/data/PROVENANCE.md.
+TESTDATA = REPO / "tests" / "data"
+# One home per test session: two sessions at once (or a session beside the demo) never share
+# a service. A session's home stays until the next session, for its services' logs.
+TEST_HOMES = REPO / ".rf-test"
+HOME = TEST_HOMES / f"session-{os.getpid()}"
+
+
+def _port_free(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base():
+    """A base for ``RF_PORT_BASE`` whose ports (and SeaweedFS's gRPC ports) are all free."""
+    span = len(config.DEFAULT_PORTS)
+    for _ in range(500):
+        base = random.randrange(20000, 45000)
+        # SeaweedFS also listens on each of its ports + 10000 (gRPC).
+        ports = [base + n for n in range(span)] + [base + n + 10000 for n in range(2, span)]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise RuntimeError("no free block of ports on 127.0.0.1 for the test services")
+
+
+def _isolated_environment():
+    """The environment without the user's pointers at their own stack or data."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RF_", "AWS_ENDPOINT_URL", "LUIGI_CONFIG_PATH"))
+    }
+
+
+def _remove_finished_sessions():
+    """Stops what sessions that are over left running (an interrupted one may leave its
+    services) and removes their homes; never touches the user's stack."""
+    for home in TEST_HOMES.glob("session-*"):
+        pid = int(home.name.split("-", 1)[1])
+        if pid != os.getpid() and not services._pid_alive(pid):
+            services.stop(home)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def local_services():
-    """The local services, started if needed; the process environment points at them."""
-    before = {s.name for s in services.status(HOME) if s.running}
-    services.start(HOME)
+    """The suite's own services; the process environment points at them."""
     saved = dict(os.environ)
-    os.environ.update(services.local_env(HOME))
-    os.environ["LUIGI_CONFIG_PATH"] = str(REPO / "luigi.cfg")
-    _reset()
-    yield services.local_env(HOME)
+    _remove_finished_sessions()
+    isolated = _isolated_environment()
     os.environ.clear()
-    os.environ.update(saved)
-    started = [name for name in services.NAMES if name not in before]
-    services.stop(HOME, started)
+    os.environ.update(isolated)
+    os.environ["RF_PORT_BASE"] = str(free_port_base())
+    os.environ["LUIGI_CONFIG_PATH"] = str(REPO / "luigi.cfg")
+    os.environ.update(services.local_env(HOME))
+    _reset()
+    try:
+        services.start(HOME)
+        yield services.local_env(HOME)
+    finally:
+        services.stop(HOME)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from rf_pipelines import config
 from rf_pipelines.cli import cli
 from tests import rasters
 from tests.conftest import REPO
@@ -70,7 +71,17 @@ def test_plain_luigi_command_runs_process_upload(data_root, database_url, tmp_pa
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(REPO / "luigi.cfg")}
     luigi = str(Path(sys.executable).parent / "luigi")
     done = subprocess.run(
-        [luigi, "--module", "rf_pipelines.tasks", "ProcessUpload", "--upload-id", upload_id],
+        [
+            luigi,
+            "--module",
+            "rf_pipelines.tasks",
+            "ProcessUpload",
+            "--upload-id",
+            upload_id,
+            # The suite's own luigid, not the one luigi.cfg names (a user's may run there).
+            "--scheduler-port",
+            str(config.local_ports()["luigid"]),
+        ],
         env=env,
         capture_output=True,
         text=True,

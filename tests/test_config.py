@@ -11,7 +11,14 @@ from rf_pipelines.errors import ConfigError
 
 
 def test_defaults_are_a_local_folder_and_the_local_postgres(settings_env, tmp_path):
-    for name in ("RF_DATA_ROOT", "RF_DATABASE_URL", "AWS_ENDPOINT_URL_S3", "RF_S3_ENDPOINT_URL"):
+    for name in (
+        "RF_DATA_ROOT",
+        "RF_DATABASE_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "RF_S3_ENDPOINT_URL",
+        "RF_PORT_BASE",
+        "RF_PG_PORT",
+    ):
         settings_env.delenv(name, raising=False)
     settings_env.setenv("RF_HOME", str(tmp_path))
     settings = config.load_settings()
@@ -84,3 +91,31 @@ def test_unreachable_database_fails_at_start_with_the_fix(settings_env):
         "Error: RF_DATABASE_URL: cannot reach postgresql://postgres@127.0.0.1:9/rf"
     )
     assert "rf-pipelines services start" in line
+
+
+def test_ports_default_move_together_with_a_base_or_one_by_one(settings_env):
+    for name in ("RF_PORT_BASE", *config.PORT_ENV.values(), "RF_SCHEDULER_URL", "RF_DATABASE_URL"):
+        settings_env.delenv(name, raising=False)
+    assert config.local_ports() == config.DEFAULT_PORTS
+    settings_env.setenv("RF_PORT_BASE", "30000")
+    ports = config.local_ports()
+    assert [ports[n] for n in ("luigid", "postgres", "s3", "moto")] == [30000, 30001, 30002, 30003]
+    assert sorted(ports.values()) == list(range(30000, 30007))
+    assert config.scheduler_url() == "http://127.0.0.1:30000"
+    assert config.local_database_url() == "postgresql://postgres@127.0.0.1:30001/rf_pipelines"
+    settings_env.setenv("RF_PG_PORT", "6543")
+    assert config.local_ports()["postgres"] == 6543
+    assert config.load_settings().database_url.endswith(":6543/rf_pipelines")
+    settings_env.setenv("RF_SCHEDULER_URL", "http://luigid.internal:8082/")
+    assert config.scheduler_url() == "http://luigid.internal:8082"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RF_PORT_BASE", "60000"), ("RF_S3_PORT", "80"), ("RF_LUIGID_PORT", "eighty")],
+)
+def test_a_bad_port_fails_with_one_line_naming_it(settings_env, name, value):
+    settings_env.setenv(name, value)
+    result = CliRunner().invoke(cli, ["services", "env"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {name}: {value!r} is not a usable port")

@@ -144,14 +144,22 @@ def test_luigid_killed_and_restarted_mid_run(big_day, smtp):
         _wait(lambda: _markers(big_day["db"]) >= 1, proc)
         os.killpg(luigid_pid, signal.SIGKILL)
         time.sleep(2)
-        services.start(HOME, ["luigid"])
+        _restart_luigid()
         proc.wait(300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        services.start(HOME, ["luigid"])
+        _restart_luigid()
     _rerun_and_check(big_day, smtp)
+
+
+def _restart_luigid():
+    """Starts the suite's luigid again as the session started it: it serves the task logs
+    of the data root in its environment, the session's, not this test's."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("RF_DATA_ROOT", raising=False)
+        services.start(HOME, ["luigid"])
 
 
 def test_postgres_stopped_and_object_store_frozen_during_a_run(big_day, smtp):

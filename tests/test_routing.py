@@ -31,7 +31,7 @@ def test_each_task_runs_once_on_a_worker_of_its_role(tmp_path, database_url, mon
     argv = [sys.executable, "-m", "rf_pipelines.cli", "run", "IngestScene", "--scene-id", scene_id]
     workers = {
         role: subprocess.Popen(
-            [*argv, "--role", role],
+            [*argv, "--role", role, "--verbose"],  # luigi's log says what ran where
             env=dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ import os
 
 from click.testing import CliRunner
 
-from rf_pipelines import services
+from rf_pipelines import config, services
 from rf_pipelines.cli import cli
 from tests.conftest import HOME
 
@@ -28,7 +28,10 @@ def test_env_prints_export_lines(local_services, settings_env):
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
     assert all(line.startswith("export ") for line in lines)
-    assert "export AWS_ENDPOINT_URL_S3=http://127.0.0.1:18333" in lines
+    ports = config.local_ports()
+    assert f"export AWS_ENDPOINT_URL_S3=http://127.0.0.1:{ports['s3']}" in lines
+    assert f"export RF_SCHEDULER_URL=http://127.0.0.1:{ports['luigid']}" in lines
+    assert f"export RF_PORT_BASE={os.environ['RF_PORT_BASE']}" in lines
 
 
 def test_stop_leaves_no_process_behind_and_start_brings_it_back(local_services):

@@ -12,6 +12,7 @@ import luigi.format
 from luigi.contrib.s3 import S3Target
 
 from rf_pipelines import clients, config
+from rf_pipelines.errors import MissingBucket
 
 
 def is_s3(url):
@@ -68,6 +69,26 @@ def _s3():
     return clients.aws_client("s3", config.settings().s3_endpoint_url)
 
 
+@contextlib.contextmanager
+def _bucket_must_exist(bucket):
+    """Turns S3's NoSuchBucket into MissingBucket, naming the endpoint that was asked: a
+    public bucket looked up on a local store is a configuration error, not a crash."""
+    import botocore.exceptions
+
+    try:
+        yield
+    except botocore.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
+        endpoint = config.settings().s3_endpoint_url
+        where = (
+            f"the S3 endpoint {endpoint} (AWS_ENDPOINT_URL_S3 or RF_S3_ENDPOINT_URL)"
+            if endpoint
+            else "AWS S3"
+        )
+        raise MissingBucket(f"bucket {bucket!r} does not exist on {where}") from err
+
+
 def publish(local_path, url):
     """Moves a finished local file to ``url`` in one step: a rename into place (local) or
     one upload (S3), so readers never see it half-written."""
@@ -77,6 +98,9 @@ def publish(local_path, url):
         os.unlink(local_path)
         return
     os.makedirs(os.path.dirname(url), exist_ok=True)
+    # mkstemp makes files 0600; a published output is readable as the umask allows (0644
+    # under 022), like every other file written here, so a tile server can serve it.
+    os.chmod(local_path, 0o666 & ~current_umask())
     if os.stat(local_path).st_dev != os.stat(os.path.dirname(url)).st_dev:
         # Another file system: copy beside the final path first, so the last step is a rename.
         tmp = f"{url}.tmp-{os.getpid()}"
@@ -84,6 +108,20 @@ def publish(local_path, url):
         os.unlink(local_path)
         local_path = tmp
     os.replace(local_path, url)
+
+
+def current_umask():
+    """The process's umask, read without changing it (Linux reports it in /proc)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting, then restore at once
+    os.umask(mask)
+    return mask
 
 
 def copy_into(source, url):
@@ -160,12 +198,13 @@ def list_files(prefix_url, suffixes):
         )
     bucket, prefix = split_s3(prefix_url)
     pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(
-        f"s3://{bucket}/{obj['Key']}"
-        for page in pages
-        for obj in page.get("Contents", ())
-        if obj["Key"].lower().endswith(suffixes)
-    )
+    with _bucket_must_exist(bucket):
+        return sorted(
+            f"s3://{bucket}/{obj['Key']}"
+            for page in pages
+            for obj in page.get("Contents", ())
+            if obj["Key"].lower().endswith(suffixes)
+        )
 
 
 def remove_tree(prefix_url):
@@ -235,8 +274,9 @@ def list_folders(prefix_url):
     pages = (
         _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
     )
-    return sorted(
-        p["Prefix"][len(prefix) :].rstrip("/")
-        for page in pages
-        for p in page.get("CommonPrefixes", ())
-    )
+    with _bucket_must_exist(bucket):
+        return sorted(
+            p["Prefix"][len(prefix) :].rstrip("/")
+            for page in pages
+            for p in page.get("CommonPrefixes", ())
+        )

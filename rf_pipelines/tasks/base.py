@@ -26,6 +26,13 @@ class RfTask(luigi.Task):
         super().__init_subclass__(**kwargs)
         if "run" in cls.__dict__:
             cls.run = _with_task_log(cls.__dict__["run"])
+        if "complete" in cls.__dict__:
+            cls.complete = _recording_errors(cls.__dict__["complete"])
+
+    def complete(self):
+        """luigi's check of the outputs; an error raised here is recorded for the run's
+        report (a bad parameter often shows first here, before anything runs)."""
+        return _recording_errors(luigi.Task.complete)(self)
 
     def retry(self, fn, *args, **kwargs):
         """Calls ``fn`` with this task family's retry bound for transient errors
@@ -81,12 +88,32 @@ class RfTask(luigi.Task):
         return traceback.format_exc()
 
 
+def _recording_errors(complete):
+    """Wraps ``complete`` so that an error it raises is recorded with the run's failures."""
+
+    @functools.wraps(complete)
+    def checked(self):
+        try:
+            return complete(self)
+        except Exception as err:
+            runs.record_failure(self, err, "schedule")
+            raise
+
+    return checked
+
+
+@RfTask.event_handler(luigi.Event.BROKEN_TASK)
+def _record_broken(task, error):
+    """requires() raised: luigi cannot schedule the task; the run's report says why."""
+    runs.record_failure(task, error, "schedule")
+
+
 def _with_task_log(run):
     """Runs ``run`` with its log captured to the task's log file (the tracking URL)."""
 
     def start(task, log):
         if callable(getattr(task, "set_tracking_url", None)):
-            task.set_tracking_url(log.url)
+            task.set_tracking_url(runs.tracking_url(task, log.url))
 
     if inspect.isgeneratorfunction(run):
 

@@ -1,14 +1,14 @@
-"""Running tasks: luigi.build that raises with luigi's summary instead of returning a bool."""
+"""Running tasks: luigi.build that raises, with one line per failed task, instead of
+returning a bool."""
 
 import os
 import urllib.request
 
 import luigi
 import luigi.execution_summary
-import luigi.interface
 
+from rf_pipelines import config, runs
 from rf_pipelines import notify as notifications
-from rf_pipelines import runs
 from rf_pipelines.errors import BuildFailed
 from rf_pipelines.routing import RoleWorkerFactory, role_of
 
@@ -19,9 +19,8 @@ _OK = {
 
 
 def scheduler_url():
-    """The luigid URL that luigi.cfg's ``[core]`` section names."""
-    core = luigi.interface.core()
-    return (core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}").rstrip("/")
+    """The luigid URL clients use (``config.scheduler_url``)."""
+    return config.scheduler_url()
 
 
 def scheduler_running():
@@ -51,54 +50,95 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         luigi's LuigiRunResult.
 
     Raises:
-        BuildFailed: any task failed, could not be scheduled, is already being run by
-            another worker, or lacks external data; the message is luigi's summary and each
-            failed task's error; ``exit_code`` tells which.
+        BuildFailed: the run did not complete. ``lines`` has one line per failed task (what,
+            why, where its log is); ``exit_code`` tells which outcome (see ``exit_code``;
+            2 when every failure is a bad parameter or setting, 75 when every failure is
+            transient, so that a later run may succeed).
     """
     if local_scheduler is None:
         local_scheduler = not scheduler_running()
     run = runs.start()
+    params = {"detailed_summary": True, "local_scheduler": local_scheduler, "workers": workers}
+    if not local_scheduler:
+        params["scheduler_url"] = scheduler_url()
+        os.environ[runs.LOGS_URL_ENV] = scheduler_url() + "/logs"
+    if roles:
+        params["worker_scheduler_factory"] = RoleWorkerFactory(roles)
     try:
-        extra = {"worker_scheduler_factory": RoleWorkerFactory(roles)} if roles else {}
-        result = luigi.build(
-            list(tasks),
-            detailed_summary=True,
-            local_scheduler=local_scheduler,
-            workers=workers,
-            **extra,
-        )
+        result = luigi.build(list(tasks), **params)
     finally:
         os.environ.pop(runs.ENV, None)
+        os.environ.pop(runs.LOGS_URL_ENV, None)
     failures = runs.failures(run)
     code = exit_code(result, roles)
-    if notify and not failures and code in (TASK_FAILED, SCHEDULING_FAILED):
-        # Failed outside run() (complete(), requires(), scheduling): luigi's summary says which.
-        summary = luigi.execution_summary._summary_dict(result.worker)
-        failures = [
-            {
-                "task_id": t.task_id,
-                "family": t.task_family,
-                "error": "failed outside run()",
-                "params": t.to_str_params(only_significant=True),
-                "log": "-",
-            }
-            for t in summary["failed"] | summary["scheduling_error"]
-        ]
-        if failures:
-            report = notifications.failure_report(run.name, failures, result.summary_text)
-            notifications.send(*report)
-        failures = []
+    if code in (TASK_FAILED, SCHEDULING_FAILED) and not failures:
+        failures = _failed_outside_run(result)
     if failures and notify:
         for failure in failures:
             if not local_scheduler:
                 failure["visualiser"] = visualiser_url(failure["task_id"])
         notifications.send(*notifications.failure_report(run.name, failures, result.summary_text))
     if code:
-        reasons = "".join(
-            f"\nfailed: {f['task_id']}: {f['error']} (log: {f['log']})" for f in failures
+        raise BuildFailed(
+            result.summary_text,
+            exit_code=_refined(code, failures),
+            lines=[failure_line(f) for f in failures] or [_outcome_line(result, code)],
         )
-        raise BuildFailed(result.summary_text + reasons, exit_code=code)
     return result
+
+
+def _failed_outside_run(result):
+    """Failures luigi saw but no task recorded (outside this package's tasks)."""
+    summary = luigi.execution_summary._summary_dict(result.worker)
+    return [
+        {
+            "task_id": t.task_id,
+            "family": t.task_family,
+            "error": "failed outside run(); see the command's log",
+            "kind": "error",
+            "phase": "schedule",
+            "params": t.to_str_params(only_significant=True),
+            "log": os.environ.get(runs.COMMAND_LOG_ENV, "-"),
+        }
+        for t in summary["failed"] | summary["scheduling_error"]
+    ]
+
+
+def _refined(code, failures):
+    """A failed run's exit code, told apart by what its failures have in common."""
+    kinds = {(f.get("kind"), f.get("phase")) for f in failures}
+    if not failures or code not in (TASK_FAILED, SCHEDULING_FAILED):
+        return code
+    if all(kind == "transient" for kind, _ in kinds):
+        return RETRY_LATER
+    if all(kind == "config" or (kind, phase) == ("permanent", "schedule") for kind, phase in kinds):
+        return BAD_INPUT
+    return code
+
+
+def failure_line(failure):
+    """One line for a failed task: what failed, why, and where its log is."""
+    params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(failure.get("params", {}).items()))
+    return f"{failure['family']}({params}) failed: {failure['error']} (log: {failure['log']})"
+
+
+def _short(value, limit=60):
+    value = str(value)
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _outcome_line(result, code):
+    """The line of a run that did not complete although no task failed."""
+    summary = luigi.execution_summary._summary_dict(result.worker)
+    what = {
+        ALREADY_RUNNING: ("already running on another worker", "run_by_other_worker"),
+        MISSING_EXTERNAL: ("external data missing", "still_pending_ext"),
+        NOT_RUN: ("not run", "not_run"),
+        SCHEDULING_FAILED: ("could not be scheduled", "scheduling_error"),
+    }
+    label, key = what.get(code, (result.one_line_summary.strip(), None))
+    tasks = sorted(t.task_id for t in summary.get(key, ())) if key else []
+    return f"{label}: {', '.join(tasks[:5])}{' ...' if len(tasks) > 5 else ''}".rstrip(": ")
 
 
 def visualiser_url(task_id):
@@ -107,7 +147,9 @@ def visualiser_url(task_id):
 
 
 # Exit codes of a run that did not complete (0 when it did).
+BAD_INPUT = 2  # every failure is a bad parameter, id or setting
 TASK_FAILED, SCHEDULING_FAILED, NOT_RUN, MISSING_EXTERNAL, ALREADY_RUNNING = 3, 4, 5, 6, 7
+RETRY_LATER = 75  # EX_TEMPFAIL: a service or API was unavailable; the same command may succeed
 
 
 def exit_code(result, roles=None):
