@@ -38,6 +38,15 @@ def test_create_process_show_a_good_upload(data_root, database_url):
     code, out = _run("scene", "show", entry["scene_id"])
     assert code == 0, out
     scene = json.loads(out)
+    # Compact by default: each footprint is its type, bbox and vertex count.
+    footprint = scene["data_footprint_4326"]
+    assert set(footprint) == {"type", "bbox", "vertices"} and footprint["vertices"] >= 4
+    west, south, east, north = footprint["bbox"]
+    assert west < east and south < north
+    code, full = _run("scene", "show", entry["scene_id"], "--full")
+    whole = json.loads(full)["data_footprint_4326"]
+    assert whole["type"] == footprint["type"] and "coordinates" in whole
+    assert len(full.splitlines()) > len(out.splitlines())
     assert scene["ingest_location"] == entry["outputs"]["cog"]
     assert scene["scene_metadata"]["stac_item_url"] == entry["outputs"]["stac_item"]
     assert len(scene["images"][0]["bands"]) == 1 and len(scene["thumbnails"]) == 2
