@@ -5,12 +5,13 @@ own logging, warnings and tracebacks go to the command's log (``RF_HOME/logs/com
 and to each task's log. ``--verbose`` shows them on the terminal as well.
 """
 
+import contextlib
 import datetime
+import io
 import json
 import logging
 import os
 import sys
-import traceback
 
 import click
 
@@ -45,31 +46,33 @@ class RfCommandError(click.ClickException):
 
 
 class _Console:
-    """Where the command's logging goes: the command log always; the terminal with --verbose."""
+    """Where the command's logging goes: the day's command log always (one file a day under
+    RF_HOME/logs/commands, each line with its pid); the terminal too with --verbose."""
 
     verbose = False
     log_path = None
-    _terminal = None
+    _handlers = []
 
     @classmethod
     def setup(cls, verbose):
         import luigi.configuration
 
         root = logging.getLogger()
-        if cls.log_path is None:
-            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-            folder = config.local_home() / "logs" / "commands"
-            cls.log_path = folder / f"{stamp}-{os.getpid()}.log"
+        if not cls._handlers:
+            day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+            path = config.local_home() / "logs" / "commands" / f"{day}.log"
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                handler = logging.FileHandler(cls.log_path, delay=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handler = logging.FileHandler(path)  # opened now: a failure shows here
                 handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-                root.addHandler(handler)
+                cls.log_path = path
+                os.environ[runs.COMMAND_LOG_ENV] = str(path)
             except OSError:
-                cls.log_path = None
+                # No log file: keep Python's last-resort handler from printing records.
+                handler = logging.NullHandler()
+            root.addHandler(handler)
+            cls._handlers.append((root, handler))
             root.setLevel(logging.INFO)
-            if cls.log_path:
-                os.environ[runs.COMMAND_LOG_ENV] = str(cls.log_path)
         cls.verbose = cls.verbose or verbose
         # luigi configures its own logging to the terminal (DEBUG) unless told not to.
         cfg = luigi.configuration.get_config()
@@ -77,10 +80,20 @@ class _Console:
             cfg.add_section("core")
         cfg.set("core", "no_configure_logging", "false" if cls.verbose else "true")
         logging.captureWarnings(not cls.verbose)
-        if cls.verbose and cls._terminal is None:
-            cls._terminal = logging.StreamHandler(sys.stderr)
-            cls._terminal.setFormatter(logging.Formatter(_LOG_FORMAT))
-            logging.getLogger("rf_pipelines").addHandler(cls._terminal)
+        if cls.verbose and len(cls._handlers) < 2:
+            terminal = logging.StreamHandler(sys.stderr)
+            terminal.setFormatter(logging.Formatter(_LOG_FORMAT))
+            logging.getLogger("rf_pipelines").addHandler(terminal)
+            cls._handlers.append((logging.getLogger("rf_pipelines"), terminal))
+
+    @classmethod
+    def reset(cls):
+        """Forgets an earlier command's set-up (several commands in one process: tests)."""
+        for logger, handler in cls._handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        cls._handlers, cls.verbose, cls.log_path = [], False, None
+        os.environ.pop(runs.COMMAND_LOG_ENV, None)
 
     @classmethod
     def where(cls):
@@ -127,19 +140,34 @@ class _Group(click.Group):
         except RfError as err:
             raise RfCommandError(str(err), 1) from err
         except Exception as err:
+            # Logged with its traceback (on the terminal too with --verbose).
             log.exception("unexpected error")
-            if _Console.verbose:
-                traceback.print_exc()
+            if _unavailable(err):
+                raise RfCommandError(
+                    f"{runs.one_line(err)} (retry later; {_Console.where()})", EXIT_TRANSIENT
+                ) from err
             raise RfCommandError(
                 f"unexpected {runs.one_line(err)} ({_Console.where()})", 1
             ) from err
 
 
+def _unavailable(error):
+    """A service that did not answer: a dropped connection, a timeout, luigid gone."""
+    from luigi.rpc import RPCError
+
+    from rf_pipelines.errors import is_transient
+
+    return isinstance(error, RPCError) or is_transient(error)
+
+
 def _setup_console(ctx, param, value):
+    _Console.reset()
     try:
         _Console.setup(value)
     except ConfigError as err:
         raise RfCommandError(str(err), EXIT_PERMANENT) from err
+    except Exception as err:  # a malformed luigi.cfg, a bad interpolation
+        raise RfCommandError(f"configuration: {runs.one_line(err)}", EXIT_PERMANENT) from err
     return value
 
 
@@ -623,11 +651,20 @@ def _task_from_args(family, args):
     )
     if family not in known:
         raise InvalidInput(f"unknown task {family!r}; tasks: {', '.join(known)}")
+    usage = io.StringIO()
     try:
-        with CmdlineParser.global_instance([family, *args]) as parser:
-            return parser.get_task_obj()
+        # argparse prints its usage and complaint itself; keep them for the one line.
+        with contextlib.redirect_stderr(usage):
+            with CmdlineParser.global_instance([family, *args]) as parser:
+                return parser.get_task_obj()
     except SystemExit as err:
-        raise InvalidInput(f"{family}: bad parameters {' '.join(args)!r}") from err
+        complaint = usage.getvalue().strip().splitlines()[-1:] or [""]
+        reason = complaint[0].split(": error: ", 1)[-1]
+        names = [f"--{name.replace('_', '-')}" for name, _ in getattr(package, family).get_params()]
+        raise InvalidInput(
+            f"{family}: bad parameters {' '.join(args)!r}: {reason}; "
+            f"its parameters: {', '.join(names) or 'none'}"
+        ) from err
     except (luigi.parameter.ParameterException, ValueError) as err:
         raise InvalidInput(f"{family}: {err}") from err
 

@@ -44,7 +44,9 @@ DEFAULT_MAX_UPLOAD_PIXELS = 10_000_000_000
 # luigi's RemoteScheduler reads [core] rpc_retry_attempts and rpc_retry_wait itself, but its
 # `core` config class does not declare them, so every run warned that luigi.cfg's values go
 # unused. They are used: tell luigi so (its own mechanism for such keys).
-luigi.interface.core.ignore_unconsumed = {"rpc_retry_attempts", "rpc_retry_wait"}
+luigi.interface.core.ignore_unconsumed = set(
+    getattr(luigi.interface.core, "ignore_unconsumed", set())
+) | {"rpc_retry_attempts", "rpc_retry_wait"}
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DB_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")

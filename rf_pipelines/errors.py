@@ -43,11 +43,13 @@ class BuildFailed(RfError):
     Attributes:
         summary: luigi's execution summary.
         lines: one line per failed task: what failed, why, where its log is.
+        failures: the failed tasks' records (task_id, family, params, error, kind, phase, log).
         exit_code: the command's exit code for this outcome.
     """
 
-    def __init__(self, summary, exit_code=1, lines=()):
+    def __init__(self, summary, exit_code=1, lines=(), failures=()):
         self.summary = summary
+        self.failures = list(failures)
         self.lines = list(lines) or [summary.strip().splitlines()[-1] if summary.strip() else ""]
         super().__init__("\n".join(self.lines))
         self.exit_code = exit_code

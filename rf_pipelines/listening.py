@@ -214,6 +214,9 @@ def _run_job(kind, object_id):
         build([task])
         return "stored", ""
     except BuildFailed as err:
+        if any(f.get("kind") == "config" for f in err.failures):
+            # This worker's settings are wrong, not the message: keep it for a fixed worker.
+            return "retry", err.lines[-1]
         if err.exit_code in (TASK_FAILED, BAD_INPUT):
             return "rejected", f"{kind} {object_id} failed: {err.lines[-1]}"
         if err.exit_code == ALREADY_RUNNING:

@@ -13,6 +13,24 @@ import time
 BAR_WIDTH = 30
 
 
+def progress_interval():
+    """``RF_PROGRESS_INTERVAL``: seconds between progress lines off a TTY (default 15).
+
+    Raises:
+        ConfigError: not a positive number.
+    """
+    from rf_pipelines.errors import ConfigError
+
+    value = os.environ.get("RF_PROGRESS_INTERVAL", "15")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0
+    if not seconds > 0:
+        raise ConfigError(f"RF_PROGRESS_INTERVAL: {value!r} is not a positive number of seconds")
+    return seconds
+
+
 @contextlib.contextmanager
 def watching(label, total, poll, stream=None):
     """Shows ``poll()`` (items done) against ``total`` while the block runs."""
@@ -21,7 +39,7 @@ def watching(label, total, poll, stream=None):
         yield
         return
     tty = stream.isatty()
-    interval = 0.5 if tty else float(os.environ.get("RF_PROGRESS_INTERVAL", "15"))
+    interval = 0.5 if tty else progress_interval()
     stop = threading.Event()
     started = time.monotonic()
 

@@ -20,7 +20,7 @@ from rf_pipelines import config
 from rf_pipelines.targets import files
 
 ENV = "RF_RUN_DIR"
-# Set by build() when tasks run through luigid: the URL that serves the published task logs.
+# Set by build() when tasks run through luigid, which serves the published task logs.
 LOGS_URL_ENV = "RF_LOGS_URL"
 # Set by the command line: the log of the command itself (scheduling, luigi's own messages).
 COMMAND_LOG_ENV = "RF_COMMAND_LOG"
@@ -69,13 +69,13 @@ def log_url(task):
 
 
 def tracking_url(task, published):
-    """The link to the task's log in the visualiser: served by luigid when the run goes
-    through it, else the published log's own URL."""
-    base = os.environ.get(LOGS_URL_ENV)
-    if not base:
+    """The link to the task's log in the visualiser: through luigid, the path luigid serves
+    it at, relative to luigid's own address (which the worker may know by another name, as
+    in docker-compose); with the local scheduler, the published log's own URL."""
+    if not os.environ.get(LOGS_URL_ENV):
         return published
     day, name = _log_name(task)
-    return f"{base.rstrip('/')}/{day}/{name}"
+    return f"/logs/{day}/{name}"
 
 
 def error_kind(error):

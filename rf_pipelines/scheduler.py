@@ -9,9 +9,11 @@ the task ends, as Airflow's web server shows its tasks' logs.
 import html
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import luigi.cmdline
 import luigi.server
+import tornado.ioloop
 import tornado.web
 
 from rf_pipelines import config
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 # Finished tasks stay on the visualiser's pages for a day (luigid's default: 10 minutes),
 # so the link a command prints still works when someone follows it the next morning.
 REMOVE_DELAY_S = 86400
+_READERS = ThreadPoolExecutor(4, thread_name_prefix="task-logs")
 LOG_ROUTE = r"/logs/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9_][A-Za-z0-9_.\-]{0,250}\.log)"
 
 
@@ -63,12 +66,15 @@ def luigid_argv(address, port, background_folder=None):
 class TaskLogHandler(tornado.web.RequestHandler):
     """``GET /logs/{day}/{task}.log``: the task's log from the data root, as plain text."""
 
-    def get(self, day, name):
+    async def get(self, day, name):
         from rf_pipelines.targets import files
 
         url = files.join(config.settings().data_root, "logs", day, name)
         try:
-            body = files.read_bytes(url)
+            # In a thread: a slow store must not stall luigid's loop, which serves workers.
+            body = await tornado.ioloop.IOLoop.current().run_in_executor(
+                _READERS, files.read_bytes, url
+            )
         except FileNotFoundError:
             self._page(
                 404,

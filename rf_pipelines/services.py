@@ -120,6 +120,17 @@ def _spawn(folder, argv, env=None, cwd=None):
     return proc.pid
 
 
+def _started_here(pid, folder):
+    """True when ``pid`` is a process this module started in ``folder`` (its working
+    directory): a stale pid file, after a reboot, may name an unrelated process now."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == Path(folder).resolve()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc here: trust the pid file
+    except OSError:
+        return False
+
+
 def _stop_group(pid, timeout=STOP_TIMEOUT_S):
     """SIGTERM to the process group of ``pid``; SIGKILL once ``timeout`` has passed."""
     if pid is None or not _pid_alive(pid):
@@ -478,7 +489,9 @@ def stop(home, names=NAMES):
             stop_postgres(home)
         else:
             pidfile = services_dir(home) / name / "pid"
-            _stop_group(_read_pid(pidfile))
+            pid = _read_pid(pidfile)
+            if pid and _started_here(pid, services_dir(home) / name):
+                _stop_group(pid)
             pidfile.unlink(missing_ok=True)
 
 

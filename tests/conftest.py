@@ -45,7 +45,9 @@ def free_port_base():
     """A base for ``RF_PORT_BASE`` whose ports (and SeaweedFS's gRPC ports) are all free."""
     span = len(config.DEFAULT_PORTS)
     for _ in range(500):
-        base = random.randrange(20000, 45000)
+        # Below Linux's ephemeral range (32768-60999), gRPC ports (+10000) included, so an
+        # outgoing connection cannot take a port between this check and the services' start.
+        base = random.randrange(20000, 22700)
         # SeaweedFS also listens on each of its ports + 10000 (gRPC).
         ports = [base + n for n in range(span)] + [base + n + 10000 for n in range(2, span)]
         if all(_port_free(port) for port in ports):
@@ -72,11 +74,12 @@ def _remove_finished_sessions():
             shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def local_services():
-    """The suite's own services; the process environment points at them."""
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment():
+    """Every test, with services or not, runs without the user's pointers at their own stack
+    and data, with this session's home (command logs and run folders go there, never into
+    the demo's .rf-local) and ports."""
     saved = dict(os.environ)
-    _remove_finished_sessions()
     isolated = _isolated_environment()
     os.environ.clear()
     os.environ.update(isolated)
@@ -84,13 +87,20 @@ def local_services():
     os.environ["LUIGI_CONFIG_PATH"] = str(REPO / "luigi.cfg")
     os.environ.update(services.local_env(HOME))
     _reset()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def local_services(isolated_environment):
+    """The suite's own services; the process environment points at them."""
+    _remove_finished_sessions()
     try:
         services.start(HOME)
         yield services.local_env(HOME)
     finally:
         services.stop(HOME)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

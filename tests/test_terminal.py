@@ -172,3 +172,45 @@ def test_a_catalog_that_is_down_is_transient_exit_75(local_root, monkeypatch):
         assert_quiet(proc)
         [line] = error_lines(proc)
         assert f"127.0.0.1:{port}/rf_pipelines" in line, line
+
+
+def test_bad_task_parameters_are_one_line_without_argparse_usage(local_root):
+    proc = command("run", "ProcessUpload", "--bogus", "1")
+    assert proc.returncode == 2
+    assert_quiet(proc)
+    assert "usage:" not in proc.stderr
+    [line] = error_lines(proc)
+    assert "unrecognized arguments: --bogus 1" in line and "--upload-id" in line
+
+
+def test_an_object_store_that_is_down_outside_any_task_is_transient(local_root):
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = command(
+        "upload", "create", "s3://some-bucket/uploads/", env={"AWS_ENDPOINT_URL_S3": down}
+    )
+    assert proc.returncode == 75, proc.stderr
+    assert_quiet(proc)
+    [line] = error_lines(proc)
+    assert "EndpointConnectionError" in line and "(retry later; log: " in line
+
+
+def test_an_unwritable_home_still_gives_one_line(local_root, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "logs").write_text("a file where the log folder would go")
+    proc = command("upload", "show", "nope", env={"RF_HOME": str(home)})
+    assert proc.returncode == 2
+    assert_quiet(proc)
+    assert proc.stderr == "Error: upload id 'nope' is not a UUID\n"
+
+
+def test_no_config_key_goes_unconsumed():
+    """luigi warns once per key it does not know; every key in luigi.cfg must be known."""
+    check = (
+        "import warnings, luigi.interface, luigi.parameter; import rf_pipelines.cli; "
+        "warnings.simplefilter('error', luigi.parameter.UnconsumedParameterWarning); "
+        "luigi.configuration.get_config().set('core', 'no_configure_logging', 'true'); "
+        "luigi.interface.core()"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]

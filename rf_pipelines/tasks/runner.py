@@ -69,10 +69,10 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     finally:
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
-    failures = runs.failures(run)
     code = exit_code(result, roles)
-    if code in (TASK_FAILED, SCHEDULING_FAILED) and not failures:
-        failures = _failed_outside_run(result)
+    failures = runs.failures(run) if code else []
+    if code in (TASK_FAILED, SCHEDULING_FAILED):
+        failures += _failed_outside_run(result, {f["task_id"] for f in failures})
     if failures and notify:
         for failure in failures:
             if not local_scheduler:
@@ -83,24 +83,27 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
             result.summary_text,
             exit_code=_refined(code, failures),
             lines=[failure_line(f) for f in failures] or [_outcome_line(result, code)],
+            failures=failures,
         )
     return result
 
 
-def _failed_outside_run(result):
-    """Failures luigi saw but no task recorded (outside this package's tasks)."""
+def _failed_outside_run(result, recorded):
+    """Failures luigi saw that no task recorded: a task outside this package, or one whose
+    process died (killed, out of memory, timed out) before it could say why."""
     summary = luigi.execution_summary._summary_dict(result.worker)
     return [
         {
             "task_id": t.task_id,
             "family": t.task_family,
-            "error": "failed outside run(); see the command's log",
+            "error": "failed outside run(), or its worker died; see the command's log",
             "kind": "error",
             "phase": "schedule",
             "params": t.to_str_params(only_significant=True),
             "log": os.environ.get(runs.COMMAND_LOG_ENV, "-"),
         }
-        for t in summary["failed"] | summary["scheduling_error"]
+        for t in sorted(summary["failed"] | summary["scheduling_error"], key=lambda t: t.task_id)
+        if t.task_id not in recorded
     ]
 
 

@@ -14,7 +14,7 @@ from rf_pipelines.tasks import DescribeRaster, RegisterRaster
 from rf_pipelines.tasks.runner import build, scheduler_url
 from tests.conftest import REPO
 
-BYTE_TIF = str(REPO / "tests" / "data" / "byte.tif")
+BYTE_TIF = str(REPO / "tests" / "data" / "geotiff" / "byte.tif")
 
 
 def _luigid_done_ids():
