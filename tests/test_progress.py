@@ -36,3 +36,15 @@ def test_one_item_shows_nothing():
     with watching("x", 1, lambda: 1, stream=stream):
         pass
     assert stream.getvalue() == ""
+
+
+def test_a_bad_interval_is_a_setting_error(monkeypatch):
+    import pytest
+
+    from rf_pipelines.errors import ConfigError
+
+    for value in ("abc", "0", "-3"):
+        monkeypatch.setenv("RF_PROGRESS_INTERVAL", value)
+        with pytest.raises(ConfigError, match=f"RF_PROGRESS_INTERVAL: '{value}' is not a positive"):
+            with watching("x", 5, lambda: 0, stream=_Stream(tty=False)):
+                pass

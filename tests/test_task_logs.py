@@ -102,6 +102,7 @@ def test_the_log_route_answers_404_for_a_missing_log_and_refuses_other_paths(ser
     assert missing.value.code == 404
     page = missing.value.read().decode()
     assert f"No log at {served_root}/logs/2024-05-01/NoSuchTask_abc.log" in page
+    assert "published there when the task ends; a task still running" in page
 
     # Each ends in .log and climbs far enough that a naive route would leave the data root.
     climb = "/".join([".."] * 12)
