@@ -157,6 +157,8 @@ def _unavailable(error):
 
     from rf_pipelines.errors import is_transient
 
+    if isinstance(error, BrokenPipeError):
+        return False  # the reader of our output went away (`| head`): not a service
     return isinstance(error, RPCError) or is_transient(error)
 
 
@@ -654,7 +656,7 @@ def _task_from_args(family, args):
     usage = io.StringIO()
     try:
         # argparse prints its usage and complaint itself; keep them for the one line.
-        with contextlib.redirect_stderr(usage):
+        with contextlib.redirect_stderr(usage), contextlib.redirect_stdout(io.StringIO()):
             with CmdlineParser.global_instance([family, *args]) as parser:
                 return parser.get_task_obj()
     except SystemExit as err:

@@ -1,20 +1,37 @@
 """One cached client factory per external service; nothing is created at import time."""
 
 import functools
+import threading
 
 import boto3
 from botocore.config import Config
 
 # Bounded retries with backoff for throttling and 5xx; permanent errors surface at once.
 _BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
+# boto3 sessions are not safe to create clients from in several threads at once (boto3#1592):
+# the first calls from concurrent readers go one at a time. Clients themselves are safe.
+_CREATING = threading.RLock()
 
 
-@functools.cache
+def _cached(factory):
+    """functools.cache, with creation under one lock."""
+    cached = functools.cache(factory)
+
+    @functools.wraps(factory)
+    def get(*args):
+        with _CREATING:
+            return cached(*args)
+
+    get.cache_clear = cached.cache_clear
+    return get
+
+
+@_cached
 def _session():
     return boto3.session.Session()
 
 
-@functools.cache
+@_cached
 def aws_client(service, endpoint_url=None):
     """A shared boto3 client.
 
@@ -25,13 +42,13 @@ def aws_client(service, endpoint_url=None):
     return _session().client(service, endpoint_url=endpoint_url, config=_BOTO_CONFIG)
 
 
-@functools.cache
+@_cached
 def s3_resource(endpoint_url=None):
     """The shared boto3 S3 resource, for luigi's S3 client."""
     return _session().resource("s3", endpoint_url=endpoint_url, config=_BOTO_CONFIG)
 
 
-@functools.cache
+@_cached
 def luigi_s3_client(endpoint_url=None):
     """luigi's S3Client wired to the shared boto3 resource instead of one of its own."""
     from luigi.contrib.s3 import S3Client

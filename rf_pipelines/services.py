@@ -7,6 +7,7 @@ group, then SIGKILL after a timeout, so nothing is left behind.
 
 import contextlib
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -29,6 +30,7 @@ from rf_pipelines.config import (
 from rf_pipelines.errors import ServiceUnavailable
 
 HOST = LOCAL_HOST
+log = logging.getLogger(__name__)
 HISTORY_DATABASE = "luigi_history"
 LOCAL_BUCKET = "rf-local"
 STOP_TIMEOUT_S = 5
@@ -319,6 +321,10 @@ def stop_postgres(home):
     if pid is None or not _pid_alive(pid):
         return
     data = services_dir(home) / "postgres" / "data"
+    if not _started_here(pid, data):
+        # A stale postmaster.pid (after a reboot) may name another process: leave it alone.
+        log.warning("postgres: pid %s in %s is not this server; not stopping it", pid, data)
+        return
     subprocess.run(
         _as_user(
             _pg_user(),
@@ -492,6 +498,10 @@ def stop(home, names=NAMES):
             pid = _read_pid(pidfile)
             if pid and _started_here(pid, services_dir(home) / name):
                 _stop_group(pid)
+            elif pid and _pid_alive(pid):
+                log.warning(
+                    "%s: pid %s in %s is not this service; not stopping it", name, pid, pidfile
+                )
             pidfile.unlink(missing_ok=True)
 
 

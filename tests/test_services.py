@@ -56,3 +56,22 @@ def _children(pid):
             except OSError:
                 continue
     return found
+
+
+def test_stop_leaves_alone_a_process_that_a_stale_pid_file_names(tmp_path):
+    """After a reboot a pid file may name an unrelated process: stop must not kill it."""
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "60"], cwd=tmp_path, start_new_session=True)
+    try:
+        for folder in ("postgres/data", "moto"):
+            path = tmp_path / "services" / folder
+            path.mkdir(parents=True)
+        (tmp_path / "services/postgres/data/postmaster.pid").write_text(f"{other.pid}\n")
+        (tmp_path / "services/moto/pid").write_text(str(other.pid))
+        services.stop(tmp_path)
+        assert other.poll() is None, "an unrelated process was stopped"
+        assert not (tmp_path / "services/moto/pid").exists()  # the stale file is gone
+    finally:
+        other.kill()
+        other.wait()

@@ -202,6 +202,18 @@ def test_an_unwritable_home_still_gives_one_line(local_root, tmp_path):
     assert proc.returncode == 2
     assert_quiet(proc)
     assert proc.stderr == "Error: upload id 'nope' is not a UUID\n"
+    # An error logged with its traceback (ERROR level) still stays off the terminal.
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = command(
+        "upload",
+        "create",
+        "s3://some-bucket/uploads/",
+        env={"RF_HOME": str(home), "AWS_ENDPOINT_URL_S3": down},
+    )
+    assert proc.returncode == 75
+    assert_quiet(proc)
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("Error: EndpointConnectionError") and "run with --verbose" in line
 
 
 def test_no_config_key_goes_unconsumed():
@@ -214,3 +226,9 @@ def test_no_config_key_goes_unconsumed():
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-1500:]
+
+
+def test_luigis_own_help_flags_stay_off_the_terminal(local_root):
+    proc = command("run", "ProcessUpload", "--help-all")
+    assert proc.returncode == 2
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1
