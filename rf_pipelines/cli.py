@@ -278,7 +278,7 @@ def demo(paths, local_scheduler, ingest):
     from rf_pipelines.catalog import migrate, scenes, uploads
     from rf_pipelines.errors import NotFound
     from rf_pipelines.tasks import ProcessUpload
-    from rf_pipelines.tasks.runner import build, scheduler_running, scheduler_url
+    from rf_pipelines.tasks.runner import build, scheduler_url
 
     url = config.settings().database_url
     catalog_db.check(url)
@@ -293,7 +293,7 @@ def demo(paths, local_scheduler, ingest):
     if not exists:
         uploading.create_upload(paths, "demo", project="Demo", upload_id=upload_id)
     task = ProcessUpload(upload_id=str(upload_id))
-    local_scheduler = local_scheduler or not scheduler_running()
+    local_scheduler = local_scheduler or None
     try:
         build([task], local_scheduler=local_scheduler)
     except BuildFailed as err:
@@ -346,7 +346,7 @@ def demo_imports(local_scheduler, port):
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import imports
     from rf_pipelines.tasks import ImportDay
-    from rf_pipelines.tasks.runner import build, scheduler_running
+    from rf_pipelines.tasks.runner import build
 
     settings = config.settings()
     url = _database()
@@ -362,7 +362,7 @@ def demo_imports(local_scheduler, port):
         days = {s: datetime.date.fromisoformat(d) for s, d in built["days"].items()}
         tasks = [ImportDay(source=s, day=d, run_day=d) for s, d in days.items()]
         try:
-            build(tasks, local_scheduler=local_scheduler or not scheduler_running())
+            build(tasks, local_scheduler=local_scheduler or None)
         except BuildFailed as err:
             failed = err
         else:
@@ -421,7 +421,8 @@ def upload_create(sources, project, owner, datasource):
 def upload_process(upload_id, local_scheduler, workers):
     """Run the upload workflow; print the upload as JSON; exit 0 only if it is COMPLETE.
 
-    Uses luigid when it answers, else the local scheduler.
+    Runs through luigid (exit 75 when it does not answer), or in-process with
+    --local-scheduler.
     """
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import uploads

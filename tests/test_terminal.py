@@ -232,3 +232,38 @@ def test_luigis_own_help_flags_stay_off_the_terminal(local_root):
     proc = command("run", "ProcessUpload", "--help-all")
     assert proc.returncode == 2
     assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1
+
+
+def test_luigid_down_is_exit_75_never_a_silent_local_run(local_root, tmp_path):
+    created = command("upload", "create", str(rasters.GEOTIFF / "byte.tif"))
+    upload_id = created.stdout.strip()
+    gone = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        ("upload", "process", upload_id),
+        ("run", "ProcessUpload", "--upload-id", upload_id),
+    ):
+        proc = command(*args, env={"RF_SCHEDULER_URL": gone})
+        assert proc.returncode == 75, proc.stderr
+        assert_quiet(proc)
+        [line] = error_lines(proc)
+        assert f"luigid at {gone} does not answer" in line and "--local-scheduler" in line
+    shown = command("upload", "show", upload_id)
+    assert json.loads(shown.stdout)["status"] == "UPLOADED"  # nothing ran
+
+    # Asked for, the in-process scheduler runs it.
+    proc = command(
+        "upload", "process", upload_id, "--local-scheduler", env={"RF_SCHEDULER_URL": gone}
+    )
+    assert proc.returncode == 0, proc.stderr
+    # So does a luigi.cfg that names it.
+    cfg = tmp_path / "luigi.cfg"
+    text = Path(os.environ["LUIGI_CONFIG_PATH"]).read_text()
+    cfg.write_text(text.replace("[core]\n", "[core]\nlocal_scheduler = true\n", 1))
+    again = command(
+        "run",
+        "ProcessUpload",
+        "--upload-id",
+        upload_id,
+        env={"RF_SCHEDULER_URL": gone, "LUIGI_CONFIG_PATH": str(cfg)},
+    )
+    assert again.returncode == 0, again.stderr

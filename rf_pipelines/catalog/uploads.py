@@ -109,6 +109,7 @@ def add_file(conn, upload_id, filename, source_uri, size_bytes):
             "size_bytes": size_bytes,
             "status": str(JobStatus.QUEUED),
             "error": None,
+            "failed_in_run": None,
             "scene_id": None,
             "outputs": {},
         },
@@ -138,19 +139,38 @@ def _set_file(conn, upload_id, filename, status, **columns):
             raise NotFound(f"upload {upload_id} has no file {filename!r}")
 
 
-def file_started(conn, upload_id, filename):
-    """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED).
+def file_started(conn, upload_id, filename, run=None):
+    """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED),
+    unless the file already failed in this same ``run``: then it stays FAILURE with its
+    step and reason, whatever its sibling steps do (only a new run clears a failure).
+
+    Returns:
+        bool: False when the file had already failed in this run (nothing changed).
 
     Raises:
         IllegalTransition: the upload is not ready (CREATED, UPLOADING) or is final.
     """
+    get_upload(conn, upload_id, lock=True)  # one status change of this upload at a time
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, failed_in_run FROM upload_files WHERE upload_id = %s "
+            "AND filename = %s FOR UPDATE",
+            (str(upload_id), filename),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"upload {upload_id} has no file {filename!r}")
+    if run is not None and row == (str(JobStatus.FAILURE), run):
+        return False
     set_upload_status(conn, upload_id, UploadStatus.PROCESSING)
-    _set_file(conn, upload_id, filename, JobStatus.PROCESSING, error=None)
+    _set_file(conn, upload_id, filename, JobStatus.PROCESSING, error=None, failed_in_run=None)
+    return True
 
 
-def file_failed(conn, upload_id, filename, error):
-    """Marks a file FAILURE with its error, then settles the upload's status."""
-    _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error)
+def file_failed(conn, upload_id, filename, error, run=None):
+    """Marks a file FAILURE with its error (and the run it failed in), then settles the
+    upload's status."""
+    _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error, failed_in_run=run)
     return settle(conn, upload_id)
 
 

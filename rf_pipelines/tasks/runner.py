@@ -6,10 +6,11 @@ import urllib.request
 
 import luigi
 import luigi.execution_summary
+import luigi.interface
 
 from rf_pipelines import config, runs
 from rf_pipelines import notify as notifications
-from rf_pipelines.errors import BuildFailed
+from rf_pipelines.errors import BuildFailed, ServiceUnavailable
 from rf_pipelines.routing import RoleWorkerFactory, role_of
 
 _OK = {
@@ -41,8 +42,8 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
 
     Args:
         tasks: luigi tasks.
-        local_scheduler: True forces the in-process scheduler, False forces luigid, None uses
-            luigid when it answers and the local scheduler otherwise.
+        local_scheduler: True runs with the in-process scheduler, False with luigid, None as
+            ``[core] local_scheduler`` in luigi.cfg says (luigid by default).
         workers: worker processes.
         roles: run only the tasks of these roles (``routing``); None runs every task.
 
@@ -50,13 +51,21 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         luigi's LuigiRunResult.
 
     Raises:
+        ServiceUnavailable: luigid is to be used and does not answer.
         BuildFailed: the run did not complete. ``lines`` has one line per failed task (what,
             why, where its log is); ``exit_code`` tells which outcome (see ``exit_code``;
             2 when every failure is a bad parameter or setting, 75 when every failure is
             transient, so that a later run may succeed).
     """
     if local_scheduler is None:
-        local_scheduler = not scheduler_running()
+        local_scheduler = luigi.interface.core().local_scheduler
+    if not local_scheduler and not scheduler_running():
+        # Never a silent fall-back to the in-process scheduler: without luigid, two runs of
+        # one upload would both do the work, and reap would not see what workers hold.
+        raise ServiceUnavailable(
+            f"luigid at {scheduler_url()} does not answer; start it (rf-pipelines services "
+            "start, or rf-pipelines scheduler) or run in-process with --local-scheduler"
+        )
     run = runs.start()
     params = {"detailed_summary": True, "local_scheduler": local_scheduler, "workers": workers}
     if not local_scheduler:

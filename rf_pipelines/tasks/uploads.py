@@ -20,7 +20,7 @@ import luigi
 import rasterio
 import rasterio.errors
 
-from rf_pipelines import config, ids
+from rf_pipelines import config, ids, runs
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import InvalidInput, RfError
@@ -84,7 +84,8 @@ class UploadFileTask(RfTask):
 
     def _mark_started(self):
         with db.transaction(config.settings().database_url) as conn:
-            uploads.file_started(conn, self.upload_id, self.filename)
+            if not uploads.file_started(conn, self.upload_id, self.filename, runs.current_run()):
+                log.info("%s already failed in this run; it stays FAILED", self.label)
 
     def on_failure(self, exception):
         message = super().on_failure(exception)
@@ -96,6 +97,7 @@ class UploadFileTask(RfTask):
                     self.upload_id,
                     self.filename,
                     f"{self.task_family}: {type(exception).__name__}: {short}",
+                    runs.current_run(),
                 )
         except RfError as err:
             log.error("could not record the failure of %s: %s", self.label, err)
