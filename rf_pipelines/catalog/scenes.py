@@ -163,6 +163,23 @@ def queue_for_ingest(conn, scene_id):
     return status
 
 
+def start_ingest(conn, scene_id):
+    """Moves the scene to INGESTING as an ingest step starts, from whatever state an earlier
+    run left (queued, failed, never queued, or ingested with older tiles), through the
+    checked transitions. Every step calls it, so a rerun that has only the last steps left
+    (the scene COG done, the tiles not) still finishes with legal moves.
+
+    Returns:
+        the status the scene had.
+    """
+    status = get_scene(conn, scene_id, lock=True)["ingest_status"]
+    if status in (IngestStatus.NOTINGESTED, IngestStatus.INGESTED):
+        set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
+    if status != IngestStatus.INGESTING:
+        set_ingest_status(conn, scene_id, IngestStatus.INGESTING)
+    return status
+
+
 def stuck_ingesting(conn, older_than):
     """Ids of scenes in INGESTING untouched for longer than ``older_than``, locked for the
     caller's transaction (rows another transaction holds are skipped)."""

@@ -6,12 +6,14 @@ Graph for one scene::
       RenderTiles(scene_id)    PySpark job: {z}/{x}/{y}.png + plan.json + _SUCCESS
         SceneCog(scene_id)     bands warped to the finest resolution and stacked, as a COG
 
-Any step that fails sets the scene's ingest status FAILED with the reason; the first step
-moves it to INGESTING. The Spark master and submit options come from ``[spark]`` in
-luigi.cfg (``local[2]`` here; a cluster is a configuration change).
+Every step moves the scene to INGESTING as it starts (from any state a failed or reaped run
+left), and one that fails sets it FAILED with the reason. The Spark master and submit
+options come from ``[spark]`` in luigi.cfg (``local[2]`` here; a cluster is a configuration
+change).
 """
 
 import json
+import logging
 import sys
 
 import luigi
@@ -24,6 +26,8 @@ from rf_pipelines.errors import RfError
 from rf_pipelines.imagery import pyramid
 from rf_pipelines.targets import files
 from rf_pipelines.tasks.base import RfTask
+
+log = logging.getLogger(__name__)
 
 
 class _SceneTask(RfTask):
@@ -42,9 +46,20 @@ class _SceneTask(RfTask):
         short = (str(exception).strip().splitlines() or [type(exception).__name__])[-1]
         try:
             self.set_status(IngestStatus.FAILED, f"{self.task_family}: {short[:500]}")
-        except RfError:
-            pass  # already FAILED, or the catalog is down: the error is in the task log
+        except RfError as err:
+            # The catalog is down: the failure is in the task log; `reap` and the next run
+            # take the scene from INGESTING.
+            log.error("could not record the failure of scene %s: %s", self.scene_id, err)
         return message
+
+    def start(self):
+        """The scene goes INGESTING as this step starts (``scenes.start_ingest``)."""
+
+        def move():
+            with db.transaction(config.settings().database_url) as conn:
+                scenes.start_ingest(conn, self.scene_id)
+
+        self.retry(move)
 
 
 class SceneCog(_SceneTask):
@@ -54,10 +69,8 @@ class SceneCog(_SceneTask):
         return self.file_target("scene.tif")
 
     def run(self):
-        with db.transaction(config.settings().database_url) as conn:
-            scene = scenes.get_scene(conn, self.scene_id, lock=True)
-            if scene["ingest_status"] != IngestStatus.INGESTING:
-                scenes.set_ingest_status(conn, self.scene_id, IngestStatus.INGESTING)
+        self.start()
+        with db.connect(config.settings().database_url) as conn:
             sources = scenes.band_sources(conn, self.scene_id)
         sources = [(config.mirrored(url), index, name) for url, index, name in sources]
         self.report_progress(f"stacking {len(sources)} bands", 10)
@@ -103,6 +116,7 @@ class RenderTiles(_SceneTask, PySparkTask):
         return env
 
     def run(self):
+        self.start()
         self.report_progress("rendering tiles on Spark", 20)
         super().run()
         self.report_progress("tiles rendered", 100)
@@ -131,6 +145,7 @@ class IngestScene(_SceneTask):
         return IngestedTarget(self.scene_id)
 
     def run(self):
+        self.start()
         location = files.join(self.requires().folder(), "{z}/{x}/{y}.png")
         with db.transaction(config.settings().database_url) as conn:
             scenes.set_ingested(conn, self.scene_id, location)
