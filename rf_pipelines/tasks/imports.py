@@ -53,13 +53,18 @@ class DiscoverDay(_DayTask):
         source = sources.get_source(self.source)
         refs = self.retry(source.discover, self.day)
         refs = self.retry(not_yet_imported, source, refs, self.database())
+        # The day's row first, the manifest last: a kill or an outage in between leaves no
+        # manifest, so the rerun discovers again instead of finding a day without its row.
+        self.retry(self._start_day, len(refs))
         with self.output().open("w") as out:
             out.write(
                 json.dumps({"refs": refs, "discovered_at": datetime.now(UTC)}, default=str).encode()
             )
-        with db.transaction(self.database()) as conn:
-            imports.start_day(conn, self.source, self.day, len(refs), self.output().path)
         self.report_progress(f"{len(refs)} new scenes", 100)
+
+    def _start_day(self, count):
+        with db.transaction(self.database()) as conn:
+            imports.start_day(conn, self.source, self.day, count, self.output().path)
 
 
 class _FromManifest(_DayTask):
@@ -150,9 +155,18 @@ class ImportDay(_FromManifest):
             for i in range((count + BATCH_SIZE - 1) // BATCH_SIZE)
         ]
         yield batches
-        with db.transaction(self.database()) as conn:
-            status = imports.finish_day(conn, self.source, self.day)
+        status = self.retry(self._finish_day, count)
         if status != "COMPLETE":
             raise DayFailed(f"{self.source} {self.day}: {status}")
         with self.output().transaction():
             pass  # the marker alone: this check of the day is done
+
+    def _finish_day(self, count):
+        with db.transaction(self.database()) as conn:
+            status = imports.finish_day(conn, self.source, self.day)
+            if status is None:
+                # A manifest without its day row (written before the row came first): the
+                # manifest is the record of this check, so the row is made from it.
+                imports.start_day(conn, self.source, self.day, count, self.input().path)
+                status = imports.finish_day(conn, self.source, self.day)
+        return status

@@ -174,3 +174,52 @@ def test_completed_imports_are_reported_when_configured(s2_bucket, smtp, luigi_c
     [message] = smtp.messages  # one message for the command, not one a day
     assert "import sentinel2: 2/2 days complete" in message
     assert '"day": "2017-07-30"' in message
+
+
+def test_a_day_whose_row_was_never_written_is_not_blocked(s2_bucket, database_url, monkeypatch):
+    """A kill or a database outage between the manifest and the import_days row must not
+    leave the day failing with "None" on every rerun (backfill days never re-discover)."""
+    from rf_pipelines.catalog import imports
+    from rf_pipelines.errors import BuildFailed
+    from rf_pipelines.tasks import ImportDay
+    from rf_pipelines.tasks.runner import build
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    task = ImportDay(source="sentinel2", day=DAY, run_day=DAY)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("the worker died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(imports, "start_day", killed)
+        with pytest.raises(BuildFailed):
+            build([task], local_scheduler=True)
+
+    build([task], local_scheduler=True)  # the same command again
+    with db.connect(database_url) as conn:
+        report = imports.day_report(conn, "sentinel2", DAY)
+    assert report["status"] == "COMPLETE" and report["discovered"] == 2
+
+
+def test_a_manifest_without_its_day_row_still_finishes_the_day(
+    s2_bucket, database_url, monkeypatch
+):
+    """A manifest published by an earlier version, before the row existed."""
+    from rf_pipelines.catalog import imports
+    from rf_pipelines.tasks import ImportDay
+    from rf_pipelines.tasks.runner import build
+
+    mirror.put_day(s2_bucket, DAY, ["DP"])
+    calls = []
+    original = imports.start_day
+
+    def first_call_lost(conn, *args):
+        calls.append(args)
+        if len(calls) > 1:
+            original(conn, *args)
+
+    monkeypatch.setattr(imports, "start_day", first_call_lost)
+    build([ImportDay(source="sentinel2", day=DAY, run_day=DAY)], local_scheduler=True)
+    with db.connect(database_url) as conn:
+        report = imports.day_report(conn, "sentinel2", DAY)
+    assert report["status"] == "COMPLETE" and report["discovered"] == 1
