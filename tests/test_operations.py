@@ -258,3 +258,24 @@ def test_a_task_failing_outside_run_is_reported_too(data_root, smtp):
     assert err.value.exit_code in (3, 4)
     [message] = smtp.messages
     assert "_BrokenCompleteness" in message and "failed outside run()" in message
+
+
+def test_a_run_that_shares_its_work_with_another_worker_never_exits_5(tmp_path, local_services):
+    """Two runs of one graph at once: luigid gives each run one of the two slow steps, so
+    the run that finishes its step first has nothing left that it may run (luigi: "not
+    granted run permission", exit 5 before). Neither may exit 5: 0 when the work is done
+    (whoever did it), 7 while the other run still does it."""
+    argv = [sys.executable, "-m", "tests.shared_work", str(tmp_path)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+
+    ran = sorted(p.name for p in tmp_path.glob("*.ran-by-*"))
+    assert [name.split(".")[0] for name in ran] == ["a", "b", "root"], ran  # each once
+    pids = {name.split(".")[0]: name.rsplit("-", 1)[1] for name in ran}
+    assert pids["a"] != pids["b"], (ran, outputs)  # the work really was shared
+    assert (tmp_path / "root.done").exists()
+    assert 5 not in codes and sorted(codes) in ([0, 0], [0, 7]), (codes, outputs)

@@ -79,6 +79,8 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
     code = exit_code(result, roles)
+    if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
+        code = _shared_outcome(tasks, code)
     failures = runs.failures(run) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
@@ -95,6 +97,19 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
             failures=failures,
         )
     return result
+
+
+def _shared_outcome(tasks, code):
+    """The outcome of a run that shared its work with another worker through luigid: done
+    (0) when the requested tasks are complete now, whoever ran them; else ALREADY_RUNNING.
+    luigid gives a task to one worker only, and a worker told nothing to run ends NOT_RUN
+    (luigi: "not granted run permission") although the other one is doing the work."""
+    try:
+        if all(task.complete() for task in tasks):
+            return 0
+    except Exception:  # noqa: BLE001 - the check itself failed: report what luigi saw
+        return code
+    return ALREADY_RUNNING
 
 
 def _failed_outside_run(result, recorded):

@@ -1,0 +1,49 @@
+"""Two slow steps under one root, run by `python -m tests.shared_work FOLDER` through the
+suite's luigid: the concurrency test starts two of these at once. Each step records which
+process ran it, so the test can tell that every task ran exactly once."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import luigi
+
+
+class SlowStep(luigi.Task):
+    folder = luigi.Parameter()
+    name = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(f"{self.folder}/{self.name}.done")
+
+    def run(self):
+        Path(self.folder, f"{self.name}.ran-by-{os.getpid()}").touch()
+        time.sleep(8)  # long enough for the second run to start and take the other step
+        with self.output().open("w") as out:
+            out.write(str(os.getpid()))
+
+
+class SharedRoot(luigi.Task):
+    folder = luigi.Parameter()
+
+    def requires(self):
+        return [SlowStep(folder=self.folder, name=name) for name in ("a", "b")]
+
+    def output(self):
+        return luigi.LocalTarget(f"{self.folder}/root.done")
+
+    def run(self):
+        Path(self.folder, f"root.ran-by-{os.getpid()}").touch()
+        with self.output().open("w") as out:
+            out.write(str(os.getpid()))
+
+
+if __name__ == "__main__":
+    from rf_pipelines.errors import BuildFailed
+    from rf_pipelines.tasks.runner import build
+
+    try:
+        build([SharedRoot(folder=sys.argv[1])], local_scheduler=False)
+    except BuildFailed as err:
+        sys.exit(err.exit_code)
