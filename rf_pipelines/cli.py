@@ -17,6 +17,7 @@ import click
 
 from rf_pipelines import config, runs, services
 from rf_pipelines.errors import (
+    AlreadyRunning,
     BuildFailed,
     ConfigError,
     InvalidInput,
@@ -27,6 +28,7 @@ from rf_pipelines.errors import (
 
 # Exit codes: 2 bad input or configuration, 3-7 build outcomes (tasks.runner), 75 retry later.
 EXIT_PERMANENT = 2
+EXIT_ALREADY_RUNNING = 7
 EXIT_TRANSIENT = 75
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
 log = logging.getLogger("rf_pipelines.cli")
@@ -133,6 +135,8 @@ class _Group(click.Group):
         except BuildFailed as err:
             log.info("build failed:\n%s", err.summary)
             raise RfCommandError(err.lines, err.exit_code) from err
+        except AlreadyRunning as err:
+            raise RfCommandError(str(err), EXIT_ALREADY_RUNNING) from err
         except PermanentError as err:
             raise RfCommandError(str(err), EXIT_PERMANENT) from err
         except TransientError as err:

@@ -33,6 +33,10 @@ class IllegalTransition(PermanentError):
     """A status change that the status machine does not allow."""
 
 
+class AlreadyRunning(RfError):
+    """Another run is doing this work now: try again when it is done (exit 7)."""
+
+
 class ServiceUnavailable(TransientError, ConnectionError):
     """A database, object store or scheduler could not be reached."""
 

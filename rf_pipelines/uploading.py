@@ -5,10 +5,10 @@ import posixpath
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from rf_pipelines import config
-from rf_pipelines.catalog import datasources, db, markers, projects, uploads
+from rf_pipelines import config, ids
+from rf_pipelines.catalog import datasources, db, markers, projects, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
-from rf_pipelines.errors import InvalidInput
+from rf_pipelines.errors import AlreadyRunning, InvalidInput
 from rf_pipelines.targets import files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -133,22 +133,41 @@ def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, u
 
 
 def replace_file(upload_id, source):
-    """Replaces one file of an upload with a corrected one and forgets its old outputs, so
-    that the next ``upload process`` redoes that file alone.
+    """Replaces one file of an upload with a corrected one and forgets what was made from
+    the old one (outputs, markers, the scene's tiles), so that the next ``upload process``
+    redoes that file alone.
+
+    The state changes first, the deletions after: the upload goes UPLOADING (no run may
+    start), the file's markers go and its scene goes NOTINGESTED in one transaction; then the
+    file is copied in and the old outputs are deleted; then the upload is UPLOADED again.
+    Killed anywhere, the upload stays UPLOADING and the same call finishes the job.
 
     Raises:
         InvalidInput: the upload has no file of that name, or the source is missing.
+        AlreadyRunning: the upload is being processed, or the file's scene ingested, now.
         IllegalTransition: the upload is COMPLETE, ABORTED or still being created.
     """
     name = check_filename(posixpath.basename(source))
     if not os.path.isfile(source) and not files.is_s3(source):
         raise InvalidInput(f"{source}: no such file")
     url = config.settings().database_url
+    upload_id = uploads.parse_upload_id(upload_id)
+    scene_id = ids.scene_id_for_upload(upload_id, name)
     with db.transaction(url) as conn:
+        status = uploads.get_upload(conn, upload_id, lock=True)["upload_status"]
+        if status == UploadStatus.PROCESSING:
+            raise AlreadyRunning(
+                f"upload {upload_id} is being processed; replace {name} when that run ends "
+                "(`rf-pipelines reap` puts back an upload whose worker died)"
+            )
         if name not in {f["filename"] for f in uploads.list_files(conn, upload_id)}:
             raise InvalidInput(f"upload {upload_id} has no file named {name!r}")
-        uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
-        size = files.copy_into(source, upload_url(upload_id, name))
-        files.remove_tree(processed_url(upload_id, name))
+        uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADING, f"replacing {name}")
         markers.delete_matching(conn, {"upload_id": str(upload_id), "filename": name})
+        scenes.forget_ingest(conn, scene_id)
+    size = files.copy_into(source, upload_url(upload_id, name))
+    files.remove_tree(processed_url(upload_id, name))
+    files.remove_tree(files.join(config.settings().data_root, "ingest", str(scene_id)))
+    with db.transaction(url) as conn:
         uploads.add_file(conn, upload_id, name, source, size)
+        uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)

@@ -4,7 +4,7 @@ from rf_pipelines import ids
 from rf_pipelines.catalog.db import dict_cursor
 from rf_pipelines.catalog.rows import fetch_one, upsert
 from rf_pipelines.catalog.statuses import INGEST_TRANSITIONS, IngestStatus, check_transition
-from rf_pipelines.errors import NotFound
+from rf_pipelines.errors import AlreadyRunning, NotFound
 
 # Columns a caller may set; the rest (timestamps, statuses) are managed here.
 SCENE_COLUMNS = frozenset(
@@ -178,6 +178,27 @@ def start_ingest(conn, scene_id):
     if status != IngestStatus.INGESTING:
         set_ingest_status(conn, scene_id, IngestStatus.INGESTING)
     return status
+
+
+def forget_ingest(conn, scene_id):
+    """Takes a scene back to NOTINGESTED without its ingest location (its source file is
+    being replaced, so its tiles are stale), through the checked transitions. A scene that
+    does not exist yet is left alone.
+
+    Raises:
+        AlreadyRunning: the scene is INGESTING now.
+    """
+    try:
+        status = get_scene(conn, scene_id, lock=True)["ingest_status"]
+    except NotFound:
+        return
+    if status == IngestStatus.INGESTING:
+        raise AlreadyRunning(f"scene {scene_id} is being ingested; try again when that ends")
+    if status in (IngestStatus.INGESTED, IngestStatus.FAILED):
+        set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
+    set_ingest_status(conn, scene_id, IngestStatus.NOTINGESTED, "its source file was replaced")
+    with conn.cursor() as cur:
+        cur.execute("UPDATE scenes SET ingest_location = NULL WHERE id = %s", (str(scene_id),))
 
 
 def stuck_ingesting(conn, older_than):

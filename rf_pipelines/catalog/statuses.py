@@ -36,14 +36,15 @@ class JobStatus(enum.StrEnum):
 _U = UploadStatus
 _I = IngestStatus
 
-# Moving back to UPLOADED/TOBEINGESTED is how a stuck or failed row is queued again.
+# Moving back to UPLOADED/TOBEINGESTED is how a stuck or failed row is queued again; back to
+# UPLOADING is a file being replaced (no run may start until the replacement is done).
 UPLOAD_TRANSITIONS = {
     _U.CREATED: {_U.UPLOADING, _U.UPLOADED, _U.ABORTED},
     _U.UPLOADING: {_U.UPLOADED, _U.FAILED, _U.ABORTED},
-    _U.UPLOADED: {_U.QUEUED, _U.PROCESSING, _U.ABORTED},
-    _U.QUEUED: {_U.PROCESSING, _U.FAILED, _U.ABORTED},
+    _U.UPLOADED: {_U.QUEUED, _U.PROCESSING, _U.UPLOADING, _U.ABORTED},
+    _U.QUEUED: {_U.PROCESSING, _U.UPLOADING, _U.FAILED, _U.ABORTED},
     _U.PROCESSING: {_U.COMPLETE, _U.FAILED, _U.UPLOADED},
-    _U.FAILED: {_U.UPLOADED, _U.QUEUED, _U.PROCESSING},
+    _U.FAILED: {_U.UPLOADED, _U.UPLOADING, _U.QUEUED, _U.PROCESSING},
     _U.COMPLETE: set(),
     _U.ABORTED: set(),
 }

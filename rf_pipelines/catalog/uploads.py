@@ -91,9 +91,11 @@ def check_processable(upload):
         IllegalTransition: CREATED, UPLOADING or ABORTED.
     """
     if upload["upload_status"] not in PROCESSABLE:
+        why = f" ({upload['status_reason']})" if upload.get("status_reason") else ""
         raise IllegalTransition(
-            f"upload {upload['id']} is {upload['upload_status']}: only an upload whose files "
-            "are all uploaded (UPLOADED, QUEUED, FAILED) can be processed"
+            f"upload {upload['id']} is {upload['upload_status']}{why}: only an upload whose "
+            "files are all uploaded (UPLOADED, QUEUED, FAILED) can be processed; a replacement "
+            "that did not finish is finished by running the same `upload replace` again"
         )
 
 
