@@ -41,16 +41,6 @@ def start():
     return folder
 
 
-_PROCESS_RUN = f"process-{uuid.uuid4().hex[:12]}"
-
-
-def current_run():
-    """The name of the run this process works for: its run folder's (``build``), else one
-    name for the whole process (plain ``luigi`` runs)."""
-    folder = os.environ.get(ENV)
-    return Path(folder).name if folder else _PROCESS_RUN
-
-
 def failures(folder):
     """The failures the run's tasks recorded, in order, one per task and phase."""
     path = Path(folder) / "failures.jsonl"

@@ -153,6 +153,10 @@ def replace_file(upload_id, source):
     url = config.settings().database_url
     upload_id = uploads.parse_upload_id(upload_id)
     scene_id = ids.scene_id_for_upload(upload_id, name)
+    if _running_in_luigid(upload_id):
+        raise AlreadyRunning(
+            f"upload {upload_id} has tasks running in luigid; replace {name} when they end"
+        )
     with db.transaction(url) as conn:
         status = uploads.get_upload(conn, upload_id, lock=True)["upload_status"]
         if status == UploadStatus.PROCESSING:
@@ -171,3 +175,26 @@ def replace_file(upload_id, source):
     with db.transaction(url) as conn:
         uploads.add_file(conn, upload_id, name, source, size)
         uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
+
+
+def _running_in_luigid(upload_id):
+    """True when luigid runs a task of this upload (its status may already say FAILED while
+    the failed file's other steps still run). With ``[core] local_scheduler`` there is no
+    luigid to ask.
+
+    Raises:
+        ServiceUnavailable: luigid does not answer, so what it runs is unknown.
+    """
+    import luigi.interface
+
+    from rf_pipelines.operations import running_tasks
+
+    if luigi.interface.core().local_scheduler:
+        return False
+    for params in running_tasks(config.scheduler_url()):
+        try:
+            if uploads.parse_upload_id(params.get("upload_id") or "") == upload_id:
+                return True
+        except InvalidInput:
+            continue
+    return False

@@ -110,3 +110,30 @@ def test_replacing_forgets_the_tiles_of_the_old_file(processed, database_url):
     assert scene["ingest_status"] == IngestStatus.NOTINGESTED and scene["ingest_location"] is None
     assert scene["status_reason"] == "its source file was replaced"
     assert not (root / "ingest" / str(scene_id)).exists()
+
+
+def test_replace_is_refused_while_luigid_runs_a_task_of_the_upload(processed, database_url):
+    """The upload may already be FAILED while the failed file's other steps still run."""
+    from luigi.rpc import RemoteScheduler
+
+    from rf_pipelines import config
+
+    upload_id, fixed, _ = processed
+    luigid = RemoteScheduler(config.scheduler_url())
+    task_id = f"MakeThumbnails_test_{upload_id[:8]}"
+    worker = f"replace-test-{upload_id[:8]}"
+    luigid.add_task(
+        worker=worker,
+        task_id=task_id,
+        status="RUNNING",
+        family="MakeThumbnails",
+        params={"upload_id": upload_id.upper(), "filename": "b.tif"},  # any spelling of it
+    )
+    try:
+        assert _status(database_url, upload_id)["upload_status"] == UploadStatus.FAILED
+        proc = _cli("upload", "replace", upload_id, fixed)
+        assert proc.returncode == 7, proc.stderr
+        assert "has tasks running in luigid" in proc.stderr
+    finally:
+        luigid.add_task(worker=worker, task_id=task_id, status="DONE", family="MakeThumbnails")
+    assert _cli("upload", "replace", upload_id, fixed).returncode == 0

@@ -111,7 +111,7 @@ def add_file(conn, upload_id, filename, source_uri, size_bytes):
             "size_bytes": size_bytes,
             "status": str(JobStatus.QUEUED),
             "error": None,
-            "failed_in_run": None,
+            "failed_step": None,
             "scene_id": None,
             "outputs": {},
         },
@@ -141,38 +141,64 @@ def _set_file(conn, upload_id, filename, status, **columns):
             raise NotFound(f"upload {upload_id} has no file {filename!r}")
 
 
-def file_started(conn, upload_id, filename, run=None):
-    """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED),
-    unless the file already failed in this same ``run``: then it stays FAILURE with its
-    step and reason, whatever its sibling steps do (only a new run clears a failure).
+def file_started(conn, upload_id, filename, may_clear=None):
+    """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED).
+
+    A file that already failed stays FAILURE with its step and reason unless
+    ``may_clear(failed_step)`` says the starting step is that step run again, or one
+    upstream of it: a sibling or downstream step, in this run or in another run sharing the
+    work through luigid, never wipes a recorded failure.
+
+    Args:
+        may_clear: ``failed_step -> bool``; None lets any step clear a failure.
 
     Returns:
-        bool: False when the file had already failed in this run (nothing changed).
+        bool: False when the file's failure stands (nothing changed).
 
     Raises:
-        IllegalTransition: the upload is not ready (CREATED, UPLOADING) or is final.
+        IllegalTransition: the upload is not ready (CREATED, UPLOADING: a file is being
+            replaced) or is final.
     """
-    get_upload(conn, upload_id, lock=True)  # one status change of this upload at a time
+    upload = get_upload(conn, upload_id, lock=True)  # one status change at a time
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT status, failed_in_run FROM upload_files WHERE upload_id = %s "
+            "SELECT status, failed_step FROM upload_files WHERE upload_id = %s "
             "AND filename = %s FOR UPDATE",
             (str(upload_id), filename),
         )
         row = cur.fetchone()
     if row is None:
         raise NotFound(f"upload {upload_id} has no file {filename!r}")
-    if run is not None and row == (str(JobStatus.FAILURE), run):
+    status, failed_step = row
+    if status == JobStatus.FAILURE and failed_step and may_clear and not may_clear(failed_step):
+        if upload["upload_status"] == UploadStatus.UPLOADING:
+            # Being replaced: nothing may write outputs of the old file now.
+            check_transition(
+                UPLOAD_TRANSITIONS,
+                f"upload {upload_id}",
+                UploadStatus.UPLOADING,
+                UploadStatus.PROCESSING,
+            )
         return False
     set_upload_status(conn, upload_id, UploadStatus.PROCESSING)
-    _set_file(conn, upload_id, filename, JobStatus.PROCESSING, error=None, failed_in_run=None)
+    _set_file(conn, upload_id, filename, JobStatus.PROCESSING, error=None, failed_step=None)
     return True
 
 
-def file_failed(conn, upload_id, filename, error, run=None):
-    """Marks a file FAILURE with its error (and the run it failed in), then settles the
-    upload's status."""
-    _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error, failed_in_run=run)
+def file_failed(conn, upload_id, filename, error, step=None):
+    """Marks a file FAILURE with its error and the step that failed, then settles the
+    upload's status. The first failure stands: a later failure of another step of a file
+    that already failed does not replace the recorded step and reason."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, failed_step FROM upload_files WHERE upload_id = %s "
+            "AND filename = %s FOR UPDATE",
+            (str(upload_id), filename),
+        )
+        row = cur.fetchone()
+    if row and row[0] == JobStatus.FAILURE and row[1] and row[1] != step:
+        return settle(conn, upload_id)
+    _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error, failed_step=step)
     return settle(conn, upload_id)
 
 

@@ -20,7 +20,7 @@ import luigi
 import rasterio
 import rasterio.errors
 
-from rf_pipelines import config, ids, runs
+from rf_pipelines import config, ids
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import InvalidInput, RfError
@@ -54,6 +54,17 @@ def write_json(target, value):
         out.write(json.dumps(value, indent=1, default=str).encode())
 
 
+def _upstream_families(task):
+    """The families of every task ``task`` requires, directly or not."""
+    found, pending = set(), list(luigi.task.flatten(task.requires()))
+    while pending:
+        required = pending.pop()
+        if required.task_family not in found:
+            found.add(required.task_family)
+            pending.extend(luigi.task.flatten(required.requires()))
+    return found
+
+
 class UploadFileTask(RfTask):
     """A step on one file of an upload: records the file's status as it starts and fails."""
 
@@ -84,8 +95,21 @@ class UploadFileTask(RfTask):
 
     def _mark_started(self):
         with db.transaction(config.settings().database_url) as conn:
-            if not uploads.file_started(conn, self.upload_id, self.filename, runs.current_run()):
-                log.info("%s already failed in this run; it stays FAILED", self.label)
+            if not uploads.file_started(conn, self.upload_id, self.filename, self.may_clear):
+                log.info("%s failed in another step; it stays FAILED", self.label)
+
+    def may_clear(self, failed_step):
+        """True when this step is ``failed_step`` run again, or one upstream of it (its
+        outputs are being made anew): only then may the file's failure be cleared."""
+        if failed_step == self.task_family:
+            return True
+        try:
+            failed = luigi.task_register.Register.get_task_cls(failed_step)
+        except luigi.task_register.TaskClassException:
+            return True  # a step that no longer exists: its failure is history
+        return self.task_family in _upstream_families(
+            failed(upload_id=self.upload_id, filename=self.filename)
+        )
 
     def on_failure(self, exception):
         message = super().on_failure(exception)
@@ -97,7 +121,7 @@ class UploadFileTask(RfTask):
                     self.upload_id,
                     self.filename,
                     f"{self.task_family}: {type(exception).__name__}: {short}",
-                    runs.current_run(),
+                    self.task_family,
                 )
         except RfError as err:
             log.error("could not record the failure of %s: %s", self.label, err)

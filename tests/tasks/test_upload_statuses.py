@@ -75,3 +75,36 @@ def _recording(file_started, started):
         return file_started(conn, upload_id, filename, *args, **kwargs)
 
     return record
+
+
+def test_only_the_failed_step_or_one_upstream_of_it_clears_a_failure(
+    tmp_path, database_url, monkeypatch
+):
+    """As two runs sharing an upload through luigid would call it: whichever run a sibling
+    step belongs to, it leaves the failure and its reason; the failed step run again does
+    not, nor does a step upstream of it (its outputs are made anew)."""
+    from rf_pipelines.tasks import ConvertToCog
+
+    monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("RF_DATABASE_URL", database_url)
+    upload_id = str(uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "shared"))
+    step = {cls.__name__: cls(upload_id=upload_id, filename="byte.tif") for cls in SIBLINGS}
+    with db.transaction(database_url) as conn:
+        uploads.file_started(conn, upload_id, "byte.tif")
+        reason = "MakeThumbnails: InvalidInput: off the Earth"
+        uploads.file_failed(conn, upload_id, "byte.tif", reason, "MakeThumbnails")
+    with db.transaction(database_url) as conn:
+        assert not uploads.file_started(
+            conn, upload_id, "byte.tif", step["DescribeBands"].may_clear
+        )
+        # A second failure, of a sibling, does not replace the first.
+        uploads.file_failed(conn, upload_id, "byte.tif", "DescribeBands: boom", "DescribeBands")
+    summary = _summary(database_url, upload_id)
+    assert (summary["status"], summary["files"][0]["error"]) == ("FAILED", reason)
+
+    assert not step["MakeFootprints"].may_clear("MakeThumbnails")
+    assert ConvertToCog(upload_id=upload_id, filename="byte.tif").may_clear("MakeThumbnails")
+    with db.transaction(database_url) as conn:
+        assert uploads.file_started(conn, upload_id, "byte.tif", step["MakeThumbnails"].may_clear)
+    summary = _summary(database_url, upload_id)
+    assert summary["status"] == "PROCESSING" and summary["files"][0]["error"] is None
