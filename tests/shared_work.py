@@ -1,6 +1,7 @@
 """Two slow steps under one root, run by `python -m tests.shared_work FOLDER` through the
 suite's luigid: the concurrency test starts two of these at once. Each step records which
-process ran it, so the test can tell that every task ran exactly once."""
+process ran it, so the test can tell that every task ran exactly once; the step named by
+RF_TEST_FAILING_STEP fails at once."""
 
 import os
 import sys
@@ -19,6 +20,8 @@ class SlowStep(luigi.Task):
 
     def run(self):
         Path(self.folder, f"{self.name}.ran-by-{os.getpid()}").touch()
+        if self.name == os.environ.get("RF_TEST_FAILING_STEP"):
+            raise RuntimeError(f"step {self.name} fails, as the test asked")
         time.sleep(8)  # long enough for the second run to start and take the other step
         with self.output().open("w") as out:
             out.write(str(os.getpid()))
@@ -46,4 +49,5 @@ if __name__ == "__main__":
     try:
         build([SharedRoot(folder=sys.argv[1])], local_scheduler=False)
     except BuildFailed as err:
+        print("\n".join(f"Error: {line}" for line in err.lines), file=sys.stderr)
         sys.exit(err.exit_code)

@@ -2,6 +2,7 @@
 task logs and progress in luigid, the task history, and reaping stuck rows."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -279,3 +280,27 @@ def test_a_run_that_shares_its_work_with_another_worker_never_exits_5(tmp_path, 
     assert pids["a"] != pids["b"], (ran, outputs)  # the work really was shared
     assert (tmp_path / "root.done").exists()
     assert 5 not in codes and sorted(codes) in ([0, 0], [0, 7]), (codes, outputs)
+
+
+def test_a_run_whose_shared_work_failed_in_the_other_run_exits_3_not_7(tmp_path, local_services):
+    """When the other run's step fails, nothing runs any more: "already running" (7) would
+    send an operator to wait for nothing."""
+    argv = [sys.executable, "-m", "tests.shared_work", str(tmp_path)]
+    env = {**os.environ, "RF_TEST_FAILING_STEP": "b"}
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [3, 3], (codes, outputs)
+    ran = sorted(p.name for p in tmp_path.glob("*.ran-by-*"))
+    b_runs = [name.rsplit("-", 1)[1] for name in ran if name.startswith("b.")]
+    if len(b_runs) == 1:
+        # The run that ran only a reports the other run's failure. (A run that asks luigid
+        # after b failed may get b again, as a new run retries a failed task; then each run
+        # failed b itself.)
+        [a_run] = [name.rsplit("-", 1)[1] for name in ran if name.startswith("a.")]
+        assert a_run != b_runs[0], ran
+        other = outputs[[str(p.pid) for p in procs].index(a_run)]
+        assert "failed in another run sharing this work (see luigid): SlowStep_" in other

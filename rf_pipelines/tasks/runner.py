@@ -80,8 +80,9 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
     code = exit_code(result, roles)
+    elsewhere = []
     if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
-        code = _shared_outcome(tasks, code)
+        code, elsewhere = _shared_outcome(tasks, code)
     failures = runs.failures(run) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
@@ -94,23 +95,41 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         raise BuildFailed(
             result.summary_text,
             exit_code=_refined(code, failures),
-            lines=[failure_line(f) for f in failures] or [_outcome_line(result, code)],
+            lines=[failure_line(f) for f in failures] or [_outcome_line(result, code, elsewhere)],
             failures=failures,
         )
     return result
 
 
 def _shared_outcome(tasks, code):
-    """The outcome of a run that shared its work with another worker through luigid: done
-    (0) when the requested tasks are complete now, whoever ran them; else ALREADY_RUNNING.
-    luigid gives a task to one worker only, and a worker told nothing to run ends NOT_RUN
-    (luigi: "not granted run permission") although the other one is doing the work."""
+    """(code, task ids) of a run that shared its work with another worker through luigid:
+    done (0) when the requested tasks are complete now, whoever ran them; TASK_FAILED with
+    the tasks luigid holds failed when the other run failed (nothing runs any more); else
+    ALREADY_RUNNING. luigid gives a task to one worker only, and a worker told nothing to
+    run ends NOT_RUN (luigi: "not granted run permission") although the other one is doing
+    the work."""
     try:
         if all(task.complete() for task in tasks):
-            return 0
+            return 0, []
     except Exception:  # noqa: BLE001 - the check itself failed: report what luigi saw
-        return code
-    return ALREADY_RUNNING
+        return code, []
+    failed = _failed_in_luigid(tasks)
+    return (TASK_FAILED, failed) if failed else (ALREADY_RUNNING, [])
+
+
+def _failed_in_luigid(tasks):
+    """The ids of tasks in the requested graphs that luigid holds FAILED or DISABLED."""
+    from luigi.rpc import RemoteScheduler
+
+    luigid = RemoteScheduler(scheduler_url())
+    failed = set()
+    for task in tasks:
+        try:
+            graph = luigid.dep_graph(task.task_id)
+        except Exception:  # noqa: BLE001 - luigid's answer is a refinement, not a must
+            continue
+        failed |= {i for i, t in graph.items() if t.get("status") in ("FAILED", "DISABLED")}
+    return sorted(failed)
 
 
 def _failed_outside_run(result, recorded):
@@ -155,8 +174,11 @@ def _short(value, limit=60):
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def _outcome_line(result, code):
-    """The line of a run that did not complete although no task failed."""
+def _outcome_line(result, code, elsewhere=()):
+    """The line of a run that did not complete although none of its own tasks failed."""
+    if elsewhere:
+        shown = ", ".join(elsewhere[:5]) + (" ..." if len(elsewhere) > 5 else "")
+        return f"failed in another run sharing this work (see luigid): {shown}"
     summary = luigi.execution_summary._summary_dict(result.worker)
     what = {
         ALREADY_RUNNING: ("already running on another worker", "run_by_other_worker"),
