@@ -20,9 +20,17 @@ class SlowStep(luigi.Task):
 
     def run(self):
         Path(self.folder, f"{self.name}.ran-by-{os.getpid()}").touch()
+        # Each step waits until the other one has started: one worker runs one task at a
+        # time, so the two steps certainly run in the two runs, however slowly one starts.
+        other = "b" if self.name == "a" else "a"
+        deadline = time.monotonic() + 60
+        while not list(Path(self.folder).glob(f"{other}.ran-by-*")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"step {other} never started in another run")
+            time.sleep(0.05)
         if self.name == os.environ.get("RF_TEST_FAILING_STEP"):
             raise RuntimeError(f"step {self.name} fails, as the test asked")
-        time.sleep(8)  # long enough for the second run to start and take the other step
+        time.sleep(2)
         with self.output().open("w") as out:
             out.write(str(os.getpid()))
 
