@@ -17,6 +17,9 @@ import click
 
 from rf_pipelines import config, runs, services
 from rf_pipelines.errors import (
+    ALREADY_RUNNING,
+    BAD_INPUT,
+    RETRY_LATER,
     AlreadyRunning,
     BuildFailed,
     ConfigError,
@@ -26,10 +29,6 @@ from rf_pipelines.errors import (
     TransientError,
 )
 
-# Exit codes: 2 bad input or configuration, 3-7 build outcomes (tasks.runner), 75 retry later.
-EXIT_PERMANENT = 2
-EXIT_ALREADY_RUNNING = 7
-EXIT_TRANSIENT = 75
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
 log = logging.getLogger("rf_pipelines.cli")
 
@@ -107,13 +106,15 @@ def _verbose_callback(ctx, param, value):
         _Console.setup(True)
 
 
-def _verbose_option():
-    return click.Option(
-        ["--verbose", "-v"],
+def _verbose_flag(callback):
+    """The --verbose option, for the group and for every command."""
+    return click.option(
+        "--verbose",
+        "-v",
         is_flag=True,
         expose_value=False,
         is_eager=True,
-        callback=_verbose_callback,
+        callback=callback,
         help="Show luigi's logging, warnings and tracebacks on the terminal too.",
     )
 
@@ -124,7 +125,7 @@ class _Group(click.Group):
 
     def add_command(self, cmd, name=None):
         if not isinstance(cmd, click.Group):
-            cmd.params.append(_verbose_option())
+            _verbose_flag(_verbose_callback)(cmd)
         super().add_command(cmd, name)
 
     def invoke(self, ctx):
@@ -136,11 +137,11 @@ class _Group(click.Group):
             log.info("build failed:\n%s", err.summary)
             raise RfCommandError(err.lines, err.exit_code) from err
         except AlreadyRunning as err:
-            raise RfCommandError(str(err), EXIT_ALREADY_RUNNING) from err
+            raise RfCommandError(str(err), ALREADY_RUNNING) from err
         except PermanentError as err:
-            raise RfCommandError(str(err), EXIT_PERMANENT) from err
+            raise RfCommandError(str(err), BAD_INPUT) from err
         except TransientError as err:
-            raise RfCommandError(f"{err} (retry later)", EXIT_TRANSIENT) from err
+            raise RfCommandError(f"{err} (retry later)", RETRY_LATER) from err
         except RfError as err:
             raise RfCommandError(str(err), 1) from err
         except Exception as err:
@@ -148,7 +149,7 @@ class _Group(click.Group):
             log.exception("unexpected error")
             if _unavailable(err):
                 raise RfCommandError(
-                    f"{runs.one_line(err)} (retry later; {_Console.where()})", EXIT_TRANSIENT
+                    f"{runs.one_line(err)} (retry later; {_Console.where()})", RETRY_LATER
                 ) from err
             raise RfCommandError(
                 f"unexpected {runs.one_line(err)} ({_Console.where()})", 1
@@ -171,23 +172,15 @@ def _setup_console(ctx, param, value):
     try:
         _Console.setup(value)
     except ConfigError as err:
-        raise RfCommandError(str(err), EXIT_PERMANENT) from err
+        raise RfCommandError(str(err), BAD_INPUT) from err
     except Exception as err:  # a malformed luigi.cfg, a bad interpolation
-        raise RfCommandError(f"configuration: {runs.one_line(err)}", EXIT_PERMANENT) from err
+        raise RfCommandError(f"configuration: {runs.one_line(err)}", BAD_INPUT) from err
     return value
 
 
 @click.group(cls=_Group)
 @click.version_option(package_name="rf_pipelines")
-@click.option(
-    "--verbose",
-    "-v",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_setup_console,
-    help="Show luigi's logging, warnings and tracebacks on the terminal too.",
-)
+@_verbose_flag(_setup_console)
 def cli():
     """Raster Foundry's imagery workflows on Luigi.
 

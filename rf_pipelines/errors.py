@@ -1,5 +1,14 @@
 """The package's exception hierarchy: permanent (bad input) versus transient (retry)."""
 
+# The commands' exit codes, one per outcome (the README lists them); 0 is done.
+BAD_INPUT = 2  # a bad id, parameter, path or setting
+TASK_FAILED = 3
+SCHEDULING_FAILED = 4
+NOT_RUN = 5
+MISSING_EXTERNAL = 6
+ALREADY_RUNNING = 7  # another run is doing this work now
+RETRY_LATER = 75  # EX_TEMPFAIL: a service or API was unavailable; the same command may succeed
+
 
 class RfError(Exception):
     """Root of every error this package raises on purpose."""

@@ -20,7 +20,9 @@ from rf_pipelines import config
 from rf_pipelines.targets import files
 
 ENV = "RF_RUN_DIR"
-# Set by build() when tasks run through luigid, which serves the published task logs.
+# Where luigid serves the published task logs (rf_pipelines.scheduler's route); build() names
+# it in LOGS_URL_ENV when the tasks run through luigid.
+LOGS_PATH = "/logs"
 LOGS_URL_ENV = "RF_LOGS_URL"
 # Set by the command line: the log of the command itself (scheduling, luigi's own messages).
 COMMAND_LOG_ENV = "RF_COMMAND_LOG"
@@ -72,10 +74,11 @@ def tracking_url(task, published):
     """The link to the task's log in the visualiser: through luigid, the path luigid serves
     it at, relative to luigid's own address (which the worker may know by another name, as
     in docker-compose); with the local scheduler, the published log's own URL."""
-    if not os.environ.get(LOGS_URL_ENV):
+    served = os.environ.get(LOGS_URL_ENV)
+    if not served:
         return published
     day, name = _log_name(task)
-    return f"/logs/{day}/{name}"
+    return f"{served}/{day}/{name}"
 
 
 def error_kind(error):

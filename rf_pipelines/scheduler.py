@@ -16,7 +16,7 @@ import luigi.server
 import tornado.ioloop
 import tornado.web
 
-from rf_pipelines import config
+from rf_pipelines import config, runs
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # so the link a command prints still works when someone follows it the next morning.
 REMOVE_DELAY_S = 86400
 _READERS = ThreadPoolExecutor(4, thread_name_prefix="task-logs")
-LOG_ROUTE = r"/logs/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9_][A-Za-z0-9_.\-]{0,250}\.log)"
+LOG_ROUTE = runs.LOGS_PATH + r"/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9_][A-Za-z0-9_.\-]{0,250}\.log)"
 
 
 def luigid_config(state_path, history_url, stable_done_cooldown_secs=None):

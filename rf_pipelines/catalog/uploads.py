@@ -141,6 +141,24 @@ def _set_file(conn, upload_id, filename, status, **columns):
             raise NotFound(f"upload {upload_id} has no file {filename!r}")
 
 
+def _failure_of(conn, upload_id, filename):
+    """(status, failed_step) of one file, locked for the caller's transaction.
+
+    Raises:
+        NotFound: the upload has no such file.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, failed_step FROM upload_files WHERE upload_id = %s "
+            "AND filename = %s FOR UPDATE",
+            (str(upload_id), filename),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"upload {upload_id} has no file {filename!r}")
+    return row
+
+
 def file_started(conn, upload_id, filename, may_clear=None):
     """Marks a file PROCESSING and its upload PROCESSING (from UPLOADED, QUEUED or FAILED).
 
@@ -160,16 +178,7 @@ def file_started(conn, upload_id, filename, may_clear=None):
             replaced) or is final.
     """
     upload = get_upload(conn, upload_id, lock=True)  # one status change at a time
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT status, failed_step FROM upload_files WHERE upload_id = %s "
-            "AND filename = %s FOR UPDATE",
-            (str(upload_id), filename),
-        )
-        row = cur.fetchone()
-    if row is None:
-        raise NotFound(f"upload {upload_id} has no file {filename!r}")
-    status, failed_step = row
+    status, failed_step = _failure_of(conn, upload_id, filename)
     if status == JobStatus.FAILURE and failed_step and may_clear and not may_clear(failed_step):
         if upload["upload_status"] == UploadStatus.UPLOADING:
             # Being replaced: nothing may write outputs of the old file now.
@@ -189,14 +198,8 @@ def file_failed(conn, upload_id, filename, error, step=None):
     """Marks a file FAILURE with its error and the step that failed, then settles the
     upload's status. The first failure stands: a later failure of another step of a file
     that already failed does not replace the recorded step and reason."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT status, failed_step FROM upload_files WHERE upload_id = %s "
-            "AND filename = %s FOR UPDATE",
-            (str(upload_id), filename),
-        )
-        row = cur.fetchone()
-    if row and row[0] == JobStatus.FAILURE and row[1] and row[1] != step:
+    status, failed_step = _failure_of(conn, upload_id, filename)
+    if status == JobStatus.FAILURE and failed_step and failed_step != step:
         return settle(conn, upload_id)
     _set_file(conn, upload_id, filename, JobStatus.FAILURE, error=error, failed_step=step)
     return settle(conn, upload_id)

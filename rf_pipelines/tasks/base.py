@@ -11,6 +11,20 @@ from rf_pipelines.errors import ConfigError, PermanentError
 from rf_pipelines.targets import MarkerTarget, output_url, target_for
 
 
+def _recording_errors(complete):
+    """Wraps ``complete`` so that an error it raises is recorded with the run's failures."""
+
+    @functools.wraps(complete)
+    def checked(self):
+        try:
+            return complete(self)
+        except Exception as err:
+            runs.record_failure(self, err, "schedule")
+            raise
+
+    return checked
+
+
 class RfTask(luigi.Task):
     """Base of every rf_pipelines task.
 
@@ -29,10 +43,9 @@ class RfTask(luigi.Task):
         if "complete" in cls.__dict__:
             cls.complete = _recording_errors(cls.__dict__["complete"])
 
-    def complete(self):
-        """luigi's check of the outputs; an error raised here is recorded for the run's
-        report (a bad parameter often shows first here, before anything runs)."""
-        return _recording_errors(luigi.Task.complete)(self)
+    # luigi's check of the outputs; an error raised there is recorded for the run's report
+    # (a bad parameter often shows first there, before anything runs).
+    complete = _recording_errors(luigi.Task.complete)
 
     def retry(self, fn, *args, **kwargs):
         """Calls ``fn`` with this task family's retry bound for transient errors
@@ -86,20 +99,6 @@ class RfTask(luigi.Task):
         if isinstance(exception, PermanentError):
             return f"{type(exception).__name__}: {exception}"
         return traceback.format_exc()
-
-
-def _recording_errors(complete):
-    """Wraps ``complete`` so that an error it raises is recorded with the run's failures."""
-
-    @functools.wraps(complete)
-    def checked(self):
-        try:
-            return complete(self)
-        except Exception as err:
-            runs.record_failure(self, err, "schedule")
-            raise
-
-    return checked
 
 
 @RfTask.event_handler(luigi.Event.BROKEN_TASK)

@@ -10,7 +10,17 @@ import luigi.interface
 
 from rf_pipelines import config, runs
 from rf_pipelines import notify as notifications
-from rf_pipelines.errors import BuildFailed, ServiceUnavailable
+from rf_pipelines.errors import (
+    ALREADY_RUNNING,
+    BAD_INPUT,
+    MISSING_EXTERNAL,
+    NOT_RUN,
+    RETRY_LATER,
+    SCHEDULING_FAILED,
+    TASK_FAILED,
+    BuildFailed,
+    ServiceUnavailable,
+)
 from rf_pipelines.routing import RoleWorkerFactory, role_of
 
 _OK = {
@@ -71,7 +81,7 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     params = {"detailed_summary": True, "local_scheduler": local_scheduler, "workers": workers}
     if not local_scheduler:
         params["scheduler_url"] = scheduler_url()
-        os.environ[runs.LOGS_URL_ENV] = scheduler_url() + "/logs"
+        os.environ[runs.LOGS_URL_ENV] = runs.LOGS_PATH
     if roles:
         params["worker_scheduler_factory"] = RoleWorkerFactory(roles)
     try:
@@ -194,12 +204,6 @@ def _outcome_line(result, code, elsewhere=()):
 def visualiser_url(task_id):
     """The task's graph in luigid's visualiser."""
     return f"{scheduler_url()}/static/visualiser/index.html#tab=graph&taskId={task_id}"
-
-
-# Exit codes of a run that did not complete (0 when it did).
-BAD_INPUT = 2  # every failure is a bad parameter, id or setting
-TASK_FAILED, SCHEDULING_FAILED, NOT_RUN, MISSING_EXTERNAL, ALREADY_RUNNING = 3, 4, 5, 6, 7
-RETRY_LATER = 75  # EX_TEMPFAIL: a service or API was unavailable; the same command may succeed
 
 
 def exit_code(result, roles=None):
