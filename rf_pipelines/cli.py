@@ -817,8 +817,8 @@ def _scene_summary(scene):
     summary = {key: scene[key] for key in keys}
     summary["stac_item"] = scene["scene_metadata"].get("stac_item_url")
     summary["thumbnails"] = {t["size"]: t["url"] for t in scene.get("thumbnails", [])}
-    ring = scene["tile_footprint_4326"]["coordinates"][0]
-    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    points = list(_positions(scene["tile_footprint_4326"]["coordinates"]))
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
     summary["footprint_bbox_4326"] = [min(lons), min(lats), max(lons), max(lats)]
     return summary
 

@@ -50,3 +50,26 @@ def test_services_status_exits_1_when_a_service_is_stopped(tmp_path, monkeypatch
     result = CliRunner().invoke(cli, ["services", "status"])
     assert result.exit_code == 1
     assert result.output.count("stopped") == 4
+
+
+def test_the_demo_summary_bounds_every_part_of_a_cut_footprint():
+    from rf_pipelines.cli import _scene_summary
+
+    scene = {
+        "id": "s",
+        "name": "n",
+        "datasource_id": "d",
+        "written_by": "w",
+        "modified_at": "m",
+        "ingest_location": None,
+        "scene_metadata": {},
+        "thumbnails": [],
+        "tile_footprint_4326": {
+            "type": "MultiPolygon",
+            "coordinates": [
+                [[[170, -10], [180, -10], [180, 10], [170, 10], [170, -10]]],
+                [[[-180, -10], [-170, -10], [-170, 12], [-180, 12], [-180, -10]]],
+            ],
+        },
+    }
+    assert _scene_summary(scene)["footprint_bbox_4326"] == [-180, -10, 180, 12]

@@ -21,10 +21,15 @@ from rf_pipelines.errors import InvalidInput
 
 _EAST = box(-180, -90, 180, 90)
 _BEYOND = box(180, -90, 540, 90)
+# Web Mercator stops here (atan(sinh(pi)) in degrees): the poles are at infinity.
+MERCATOR_LIMIT = 85.0511287798066
+_MERCATOR_WORLD = box(-180, -MERCATOR_LIMIT, 180, MERCATOR_LIMIT)
 
 
 @functools.lru_cache(maxsize=256)
-def _transformer(source, target):
+def transformer(source, target):
+    """A cached pyproj transformer, x/y in longitude/latitude order; a point it cannot
+    transform (one in space, for a geostationary view) comes back as inf."""
     return Transformer.from_crs(source, target, always_xy=True)
 
 
@@ -38,19 +43,19 @@ def from_lonlat_ring(ring):
     if simple:
         return simple
     geometry = _split_at_antimeridian(ring)
-    return {"4326": mapping(geometry), "3857": _to_3857(geometry)}
+    return {"4326": mapping(geometry), "3857": to_3857(geometry)}
 
 
 def _simple_footprints(ring):
     """Footprints of one closed ring that stays within ±180° without crossing it, with plain
     coordinates (shapely costs about 0.4 ms a geometry, most of an import's time per scene);
     None for anything else."""
-    lons = [lon for lon, _ in ring]
+    lons, lats = [lon for lon, _ in ring], [lat for _, lat in ring]
     if len(ring) < 4 or ring[0] != ring[-1] or min(lons) < -180 or max(lons) > 180:
         return None
-    if max(lons) - min(lons) > 180:
+    if max(lons) - min(lons) > 180 or max(abs(lat) for lat in lats) > MERCATOR_LIMIT:
         return None
-    x, y = _transformer("EPSG:4326", "EPSG:3857").transform(lons, [lat for _, lat in ring])
+    x, y = transformer("EPSG:4326", "EPSG:3857").transform(lons, lats)
     if not all(math.isfinite(v) for v in (*lons, *x, *y)):
         return None
     return {
@@ -77,7 +82,7 @@ def from_geojson(geometry, crs, label):
         InvalidInput: an unknown CRS or a broken geometry.
     """
     try:
-        to_lonlat = _transformer(_crs_name(crs), "EPSG:4326")
+        to_lonlat = transformer(_crs_name(crs), "EPSG:4326")
     except CRSError as err:
         raise InvalidInput(f"{label}: unknown CRS {crs!r}") from err
     if geometry.get("type") == "Polygon" and len(geometry.get("coordinates") or ()) >= 1:
@@ -98,14 +103,28 @@ def from_geojson(geometry, crs, label):
     except Exception as err:  # noqa: BLE001 - shapely and pyproj raise many kinds
         raise InvalidInput(f"{label}: the geometry cannot be read ({err})") from err
     merged = parts[0] if len(parts) == 1 else unary_union(parts)
-    return {"4326": mapping(merged), "3857": _to_3857(merged)}
+    return {"4326": mapping(merged), "3857": to_3857(merged)}
 
 
-def _to_3857(geometry):
-    to_mercator = _transformer("EPSG:4326", "EPSG:3857")
+def to_3857(geometry):
+    """GeoJSON in EPSG:3857 of a (Multi)Polygon in longitude/latitude, cut at Web Mercator's
+    ±85.05° limit; an empty Polygon when the geometry lies wholly beyond it (at a pole)."""
+    inside = polygons_only(geometry.intersection(_MERCATOR_WORLD))
+    to_mercator = transformer("EPSG:4326", "EPSG:3857")
     return mapping(
-        shapely.transform(geometry, lambda xy: np.column_stack(to_mercator.transform(*xy.T)))
+        shapely.transform(inside, lambda xy: np.column_stack(to_mercator.transform(*xy.T)))
     )
+
+
+def polygons_only(geometry):
+    """The polygons of a clipping's result, without the lines and points where it only
+    touches the clipping edge."""
+    polygons = [
+        part
+        for part in shapely.get_parts(geometry)
+        if part.geom_type in ("Polygon", "MultiPolygon") and not part.is_empty
+    ]
+    return shapely.union_all(polygons) if polygons else Polygon()
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from rasterio.errors import CRSError
-from rasterio.warp import transform
 
 from rf_pipelines.ids import stable_id
 
@@ -118,10 +117,6 @@ def upload_scene_records(ids, file, grid, footprints, bands, thumbnails, urls, w
 
 def grid_info(dataset):
     """The grid of an open dataset as JSON-ready values."""
-    left, bottom, right, top = dataset.bounds
-    center_lat = transform(dataset.crs, "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])[1][
-        0
-    ]
     return {
         "crs": dataset.crs.to_string(),
         "wkt": dataset.crs.to_wkt(),
@@ -130,7 +125,11 @@ def grid_info(dataset):
         "transform": list(dataset.transform)[:6],
         "bounds": list(dataset.bounds),
         "resolution": list(dataset.res),
-        "resolution_meters": resolution_meters(dataset.crs, dataset.res, center_lat),
+        # Latitude matters only for degrees, so the centre is never reprojected: the centre of
+        # a geostationary view may be in space.
+        "resolution_meters": resolution_meters(
+            dataset.crs, dataset.res, (dataset.bounds.bottom + dataset.bounds.top) / 2
+        ),
     }
 
 
