@@ -53,6 +53,8 @@ setup(
             "selenium>=4.20",
             # Builds the package as a user installs it (tests/test_packaging.py).
             "wheel>=0.40",
+            # Property-based tests of the status machines.
+            "hypothesis>=6.100",
         ],
     },
     entry_points={"console_scripts": ["rf-pipelines=rf_pipelines.cli:main"]},

@@ -197,12 +197,12 @@ INGEST = "ingest"
 
 def _run_job(kind, object_id):
     """(outcome, reason) of processing an upload or ingesting a scene through luigid:
-    stored when done, rejected when its input is bad (the row is FAILED with the reasons),
-    retry on anything transient or while another worker is running it."""
+    stored when done, rejected when every failure is bad input (the row is FAILED with the
+    reasons), retry on anything else: transient, unknown, or another worker running it."""
     from rf_pipelines.catalog import scenes
     from rf_pipelines.errors import BuildFailed
     from rf_pipelines.tasks import IngestScene, ProcessUpload
-    from rf_pipelines.tasks.runner import ALREADY_RUNNING, BAD_INPUT, TASK_FAILED, build
+    from rf_pipelines.tasks.runner import ALREADY_RUNNING, build
 
     try:
         if kind == UPLOAD:
@@ -217,10 +217,12 @@ def _run_job(kind, object_id):
         if any(f.get("kind") == "config" for f in err.failures):
             # This worker's settings are wrong, not the message: keep it for a fixed worker.
             return "retry", err.lines[-1]
-        if err.exit_code in (TASK_FAILED, BAD_INPUT):
+        if err.failures and all(f.get("kind") == "permanent" for f in err.failures):
             return "rejected", f"{kind} {object_id} failed: {err.lines[-1]}"
         if err.exit_code == ALREADY_RUNNING:
             return "retry", f"{kind} {object_id} is being run by another worker"
+        # A crash, an unknown error, a worker that died, a failure in another run: not the
+        # message's fault. It comes back; the queue's maxReceiveCount bounds the attempts.
         return "retry", err.lines[-1]
     except PermanentError as err:
         return "rejected", str(err)

@@ -1,12 +1,15 @@
 """Operating the pipelines: reaping rows left in PROCESSING or INGESTING by workers that died."""
 
 import json
+import logging
 import re
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from datetime import timedelta
 
-from rf_pipelines.catalog import db, scenes, uploads
+from rf_pipelines import retry
+from rf_pipelines.catalog import db, imports, scenes, uploads
 from rf_pipelines.catalog.statuses import IngestStatus
 from rf_pipelines.errors import InvalidInput, ServiceUnavailable
 
@@ -66,3 +69,55 @@ def reap(database_url, scheduler_url, older_than):
                 scenes.set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED, reason)
                 reset["scenes"].append(str(scene_id))
     return reset
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A catalog row a task moves to an in-flight status: ``kind`` is "upload" (id),
+    "scene" (id) or "day" ("SOURCE YYYY-MM-DD")."""
+
+    kind: str
+    key: str
+
+
+RELEASED = "the run ended before this was finished; run the same command again"
+
+
+def release(database_url, scheduler_url, claims):
+    """Puts back the claimed rows that are still in flight although luigid runs no task for
+    them: an upload PROCESSING to UPLOADED (its unfinished files to QUEUED), a scene
+    INGESTING to TOBEINGESTED, an import day RUNNING to INCOMPLETE. Called when a run ends
+    unfinished, so that no row claims work nobody does. Retried while PostgreSQL or luigid
+    are briefly away; when luigid cannot say what runs, nothing is released.
+
+    Returns:
+        list of the claims released.
+    """
+    if not claims:
+        return []
+    return retry.call(_release, database_url, scheduler_url, set(claims), attempts=6)
+
+
+def _release(database_url, scheduler_url, claims):
+    running = running_tasks(scheduler_url)
+    busy = {str(v) for params in running for v in params.values()}
+    busy_days = {f"{p.get('source')} {p.get('day')}" for p in running}
+    released = []
+    with db.transaction(database_url) as conn:
+        for claim in sorted(claims, key=lambda c: (c.kind, c.key)):
+            if claim.kind == "upload" and claim.key not in busy:
+                if uploads.release(conn, claim.key, RELEASED):
+                    released.append(claim)
+            elif claim.kind == "scene" and claim.key not in busy:
+                if scenes.release(conn, claim.key, RELEASED):
+                    released.append(claim)
+            elif claim.kind == "day" and claim.key not in busy_days:
+                source, day = claim.key.split(" ")
+                if imports.release_day(conn, source, day):
+                    released.append(claim)
+    for claim in released:
+        log.warning("%s %s: %s", claim.kind, claim.key, RELEASED)
+    return released

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 # Finished tasks stay on the visualiser's pages for a day (luigid's default: 10 minutes),
 # so the link a command prints still works when someone follows it the next morning.
 REMOVE_DELAY_S = 86400
+WORKER_DISCONNECT_DELAY_S = 15
 _READERS = ThreadPoolExecutor(4, thread_name_prefix="task-logs")
 LOG_ROUTE = runs.LOGS_PATH + r"/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9_][A-Za-z0-9_.\-]{0,250}\.log)"
 
@@ -46,6 +47,10 @@ def luigid_config(state_path, history_url, stable_done_cooldown_secs=None):
         f"state_path = {state_path}",
         "record_task_history = true",
         f"remove_delay = {REMOVE_DELAY_S}",
+        # A worker that stops pinging (it pings every second) for this long is dead: the
+        # tasks it was running become FAILED, so a rerun may take them at once instead of
+        # being told for a minute (luigid's default) that they are already running.
+        f"worker_disconnect_delay = {WORKER_DISCONNECT_DELAY_S}",
     ]
     if stable_done_cooldown_secs is not None:
         lines.append(f"stable_done_cooldown_secs = {stable_done_cooldown_secs}")

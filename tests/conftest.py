@@ -246,3 +246,14 @@ def smtp(luigi_config):
     luigi_config("RfNotify", "smtp_port", str(controller.port))
     yield inbox
     controller.stop()
+
+
+@pytest.fixture()
+def s2_bucket(s3_bucket, database_url, tmp_path, monkeypatch):
+    """A mirror of the test's own under the session bucket; the data root is a local folder."""
+    monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("RF_DATABASE_URL", database_url)
+    root = f"s3://{s3_bucket}/s2-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("RF_SENTINEL2_ROOT", root)
+    config.settings.cache_clear()
+    return root

@@ -75,14 +75,16 @@ def _scene_values(record, datasource_id, written_by):
     return tuple(row[c] for c in _SCENE_COLUMNS)
 
 
-def imported_products(conn, source_name, product_ids):
-    """The subset of ``product_ids`` already imported from this source, in one query."""
+def imported_products(conn, source_name, product_ids, written_by):
+    """The subset of ``product_ids`` already imported from this source by ``written_by`` (the
+    importing step and its version: a scene an older version wrote is imported again), in
+    one query."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT scene_metadata->>'product_id' FROM scenes WHERE owner = %s "
             "AND scene_metadata->>'product_id' = ANY(%s) "
-            "AND scene_metadata->>'import_source' = %s",
-            (IMPORT_OWNER, list(product_ids), source_name),
+            "AND scene_metadata->>'import_source' = %s AND written_by = %s",
+            (IMPORT_OWNER, list(product_ids), source_name, written_by),
         )
         return {row[0] for row in cur.fetchall()}
 
@@ -195,7 +197,19 @@ def days_finished_since(conn, source, days, since):
     with conn.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM import_days WHERE source = %s AND day = ANY(%s) "
-            "AND status <> 'RUNNING' AND modified_at >= %s",
+            "AND status IN ('COMPLETE', 'PARTIAL') AND modified_at >= %s",
             (source, list(days), since),
         )
         return cur.fetchone()[0]
+
+
+def release_day(conn, source, day):
+    """A day still RUNNING when the run importing it ended becomes INCOMPLETE (a rerun of
+    the same command resumes it); returns True when it was RUNNING."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE import_days SET status = 'INCOMPLETE', modified_at = now() "
+            "WHERE source = %s AND day = %s AND status = 'RUNNING'",
+            (source, day),
+        )
+        return cur.rowcount == 1

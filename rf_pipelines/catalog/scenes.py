@@ -198,7 +198,10 @@ def forget_ingest(conn, scene_id):
         set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
     set_ingest_status(conn, scene_id, IngestStatus.NOTINGESTED, "its source file was replaced")
     with conn.cursor() as cur:
-        cur.execute("UPDATE scenes SET ingest_location = NULL WHERE id = %s", (str(scene_id),))
+        cur.execute(
+            "UPDATE scenes SET ingest_location = NULL, ingested_by = NULL WHERE id = %s",
+            (str(scene_id),),
+        )
 
 
 def stuck_ingesting(conn, older_than):
@@ -213,10 +216,25 @@ def stuck_ingesting(conn, older_than):
         return [row[0] for row in cur.fetchall()]
 
 
-def set_ingested(conn, scene_id, location):
-    """Marks a scene INGESTED with its tiles' URL template."""
+def set_ingested(conn, scene_id, location, lineage=None):
+    """Marks a scene INGESTED with its tiles' URL template and the versions of the steps
+    that made them (``Step@vN,...``)."""
     set_ingest_status(conn, scene_id, IngestStatus.INGESTED)
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE scenes SET ingest_location = %s WHERE id = %s", (location, str(scene_id))
+            "UPDATE scenes SET ingest_location = %s, ingested_by = %s WHERE id = %s",
+            (location, lineage, str(scene_id)),
         )
+
+
+def release(conn, scene_id, reason):
+    """A scene still INGESTING when the run working on it ended goes back to TOBEINGESTED
+    with ``reason``; returns True when it was INGESTING. A missing scene is left alone."""
+    try:
+        status = get_scene(conn, scene_id, lock=True)["ingest_status"]
+    except NotFound:
+        return False
+    if status != IngestStatus.INGESTING:
+        return False
+    set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED, reason)
+    return True

@@ -37,7 +37,8 @@ _U = UploadStatus
 _I = IngestStatus
 
 # Moving back to UPLOADED/TOBEINGESTED is how a stuck or failed row is queued again; back to
-# UPLOADING is a file being replaced (no run may start until the replacement is done).
+# UPLOADING is a file being replaced (no run may start until the replacement is done);
+# COMPLETE back to PROCESSING is a run whose steps have new versions redoing the work.
 UPLOAD_TRANSITIONS = {
     _U.CREATED: {_U.UPLOADING, _U.UPLOADED, _U.ABORTED},
     _U.UPLOADING: {_U.UPLOADED, _U.FAILED, _U.ABORTED},
@@ -45,7 +46,7 @@ UPLOAD_TRANSITIONS = {
     _U.QUEUED: {_U.PROCESSING, _U.UPLOADING, _U.FAILED, _U.ABORTED},
     _U.PROCESSING: {_U.COMPLETE, _U.FAILED, _U.UPLOADED},
     _U.FAILED: {_U.UPLOADED, _U.UPLOADING, _U.QUEUED, _U.PROCESSING},
-    _U.COMPLETE: set(),
+    _U.COMPLETE: {_U.PROCESSING},
     _U.ABORTED: set(),
 }
 

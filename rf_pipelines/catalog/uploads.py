@@ -238,6 +238,12 @@ def settle(conn, upload_id):
     return UploadStatus.FAILED
 
 
+def set_processed_by(conn, upload_id, lineage):
+    """Records the versions of the steps that made the upload COMPLETE (``Step@vN,...``)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE uploads SET processed_by = %s WHERE id = %s", (lineage, str(upload_id)))
+
+
 def upload_summary(conn, upload_id):
     """The upload's status and, per file, its status, error, scene and outputs."""
     upload = get_upload(conn, upload_id)
@@ -245,6 +251,7 @@ def upload_summary(conn, upload_id):
         "id": str(upload["id"]),
         "status": upload["upload_status"],
         "status_reason": upload["status_reason"],
+        "processed_by": upload["processed_by"],
         "owner": upload["owner"],
         "project_id": upload["project_id"] and str(upload["project_id"]),
         "created_at": upload["created_at"].isoformat(),
@@ -284,3 +291,16 @@ def requeue(conn, upload_id, reason):
             (str(JobStatus.QUEUED), str(upload_id), str(JobStatus.PROCESSING)),
         )
     set_upload_status(conn, upload_id, UploadStatus.UPLOADED, reason=reason)
+
+
+def release(conn, upload_id, reason):
+    """``requeue`` for an upload still PROCESSING when the run working on it ended; returns
+    True when it was PROCESSING. A missing upload is left alone."""
+    try:
+        upload = get_upload(conn, upload_id, lock=True)
+    except NotFound:
+        return False
+    if upload["upload_status"] != UploadStatus.PROCESSING:
+        return False
+    requeue(conn, upload_id, reason)
+    return True

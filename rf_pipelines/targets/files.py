@@ -53,16 +53,20 @@ def target_for(url, binary=True):
     return luigi.LocalTarget(url, format=fmt)
 
 
-def output_url(root, workflow, object_id, step, version, name):
-    """The one place output paths are made: ``{root}/{workflow}/{id}/{step}/v{version}/{name}``.
+def output_url(root, workflow, object_id, step, version, name, upstream=None):
+    """The one place output paths are made:
+    ``{root}/{workflow}/{id}/{step}/v{version}[-{upstream}]/{name}``.
 
     ``object_id`` may have several segments (``upload/file``), never ``..`` or empty ones.
-    A task's version is part of the path, so bumping it writes new outputs beside the old ones.
+    A task's version is part of the path, so bumping it writes new outputs beside the old ones;
+    ``upstream`` (a digest of the versions of the steps it reads from) does the same when one
+    of those is bumped.
     """
     segments = str(object_id).split("/")
     if any(seg in ("", ".", "..") or "\\" in seg for seg in segments):
         raise ValueError(f"object id {object_id!r} cannot be a relative path")
-    return join(root, workflow, str(object_id), step, f"v{int(version)}", name)
+    folder = f"v{int(version)}" + (f"-{upstream}" if upstream else "")
+    return join(root, workflow, str(object_id), step, folder, name)
 
 
 def _s3():

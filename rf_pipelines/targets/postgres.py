@@ -42,13 +42,18 @@ class MarkerTarget(luigi.Target):
 
 
 class UploadStatusTarget(luigi.Target):
-    """Exists when the upload has reached ``status`` (the whole upload's completion)."""
+    """Exists when the upload has reached ``status`` (the whole upload's completion), and,
+    with ``lineage``, was processed by those versions of the steps (``processed_by``)."""
 
-    def __init__(self, upload_id, status, database_url=None):
+    def __init__(self, upload_id, status, lineage=None, database_url=None):
         self.upload_id = upload_id
         self.status = str(status)
+        self.lineage = lineage
         self.database_url = database_url or config.settings().database_url
 
     def exists(self):
         with db.connect(self.database_url) as conn:
-            return uploads.get_upload(conn, self.upload_id)["upload_status"] == self.status
+            upload = uploads.get_upload(conn, self.upload_id)
+        if upload["upload_status"] != self.status:
+            return False
+        return self.lineage is None or upload["processed_by"] == self.lineage

@@ -1,6 +1,7 @@
 """The shared task base: version, output paths, markers, failure messages."""
 
 import functools
+import hashlib
 import inspect
 import traceback
 
@@ -31,6 +32,11 @@ class RfTask(luigi.Task):
     Subclasses set ``workflow`` (the output folder), bump ``version`` whenever their logic
     changes (outputs then go to a new path and marker; the old ones stay readable), and
     implement ``object_id()``: the id of the thing they work on (an upload, a scene).
+
+    A task's outputs stand on its upstream steps too: their versions are part of its output
+    path and marker (``upstream_digest``), and of ``lineage``, which targets that are a
+    catalog status (an upload COMPLETE, a scene INGESTED) compare with what they recorded. So
+    bumping any step recomputes it and everything downstream of it on the next run.
     """
 
     workflow = "misc"
@@ -65,6 +71,45 @@ class RfTask(luigi.Task):
         """The id of the object this task works on; one path segment."""
         raise NotImplementedError
 
+    def claim(self):
+        """The catalog row this task moves to an in-flight status (PROCESSING, INGESTING,
+        RUNNING), as ``operations.Claim``; None when it moves none. When a run through luigid
+        ends unfinished, each claim nobody works on any more is released
+        (``operations.release``)."""
+        return None
+
+    def upstream(self):
+        """The tasks whose outputs this one reads, for its lineage: ``requires()``. A task
+        whose requirements are dynamic or read the catalog returns one of each kind instead."""
+        return luigi.task.flatten(self.requires())
+
+    @property
+    def lineage(self):
+        """``Family@vN`` of this task and of every task upstream of it, sorted and
+        comma-joined: the versions of all the work its output stands on."""
+        versions, pending = {self.task_family: self.version}, list(self.upstream())
+        while pending:
+            task = pending.pop()
+            if task.task_family not in versions:
+                # A plain luigi task (external data, say) has no version: its name stands.
+                versions[task.task_family] = getattr(task, "version", None)
+                more = task.upstream() if isinstance(task, RfTask) else task.requires()
+                pending.extend(luigi.task.flatten(more))
+        return ",".join(
+            family if version is None else f"{family}@v{version}"
+            for family, version in sorted(versions.items())
+        )
+
+    @property
+    def upstream_digest(self):
+        """8 hex digits of the upstream steps' versions; None for a task that reads no other
+        task's output (its path and marker then carry its own version alone)."""
+        mine = f"{self.task_family}@v{self.version}"
+        upstream = [part for part in self.lineage.split(",") if part != mine]
+        if not upstream:
+            return None
+        return hashlib.sha1(",".join(upstream).encode()).hexdigest()[:8]
+
     @property
     def written_by(self):
         """Recorded with everything the task writes: ``TaskFamily@vN``."""
@@ -79,6 +124,7 @@ class RfTask(luigi.Task):
             self.task_family,
             self.version,
             name,
+            upstream=self.upstream_digest,
         )
 
     def file_target(self, name, binary=True):
@@ -86,9 +132,11 @@ class RfTask(luigi.Task):
         return target_for(self.output_url(name), binary=binary)
 
     def marker_target(self):
-        """A Postgres marker for database steps; the version is part of the marker id."""
+        """A Postgres marker for database steps; the versions of the step and of those
+        upstream of it are part of the marker id."""
+        upstream = self.upstream_digest
         return MarkerTarget(
-            marker_id=f"{self.task_id}@v{self.version}",
+            marker_id=f"{self.task_id}@v{self.version}" + (f"-{upstream}" if upstream else ""),
             task_family=self.task_family,
             task_version=self.version,
             params=self.to_str_params(only_significant=True),

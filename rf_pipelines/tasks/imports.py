@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import luigi
 
-from rf_pipelines import config, sources
+from rf_pipelines import config, operations, sources
 from rf_pipelines.catalog import db, imports
 from rf_pipelines.errors import PermanentError
 from rf_pipelines.tasks.base import RfTask
@@ -41,6 +41,9 @@ class _DayTask(RfTask):
 
     def database(self):
         return config.settings().database_url
+
+    def claim(self):
+        return operations.Claim("day", f"{self.source} {self.day:%Y-%m-%d}")
 
 
 class DiscoverDay(_DayTask):
@@ -136,17 +139,24 @@ class ImportBatch(_FromManifest):
 
 
 def not_yet_imported(source, entries, database_url):
-    """The entries whose product is not in the catalog yet (one query); entries whose product
-    cannot be told without reading them are kept. A re-published product (new id, same scene)
-    is new, so it updates its scene."""
+    """The entries whose product is not in the catalog yet, as this version of ImportBatch
+    writes it (one query); entries whose product cannot be told without reading them are
+    kept. A re-published product (new id, same scene) is new, so it updates its scene; so is
+    one an older ImportBatch wrote, so bumping ImportBatch's version imports it again."""
     products = [source.product_id(e) for e in entries]
+    written_by = f"{ImportBatch.get_task_family()}@v{ImportBatch.version}"
     with db.connect(database_url) as conn:
-        done = imports.imported_products(conn, source.name, [p for p in products if p])
+        done = imports.imported_products(conn, source.name, [p for p in products if p], written_by)
     return [e for e, p in zip(entries, products, strict=True) if p is None or p not in done]
 
 
 class ImportDay(_FromManifest):
     """Imports every scene discovered for the day; COMPLETE, or a failure naming the scenes."""
+
+    def upstream(self):
+        # The batches are dynamic requirements: the first stands for all in the lineage.
+        params = {"source": self.source, "day": self.day, "run_day": self.run_day}
+        return [DiscoverDay(**params), ImportBatch(**params, batch=0)]
 
     def run(self):
         count = len(self.manifest_refs())

@@ -19,7 +19,7 @@ import sys
 import luigi
 from luigi.contrib.spark import PySparkTask
 
-from rf_pipelines import config, services
+from rf_pipelines import config, operations, services
 from rf_pipelines.catalog import db, scenes
 from rf_pipelines.catalog.statuses import IngestStatus
 from rf_pipelines.errors import RfError
@@ -36,6 +36,9 @@ class _SceneTask(RfTask):
 
     def object_id(self):
         return str(scenes.parse_scene_id(self.scene_id))
+
+    def claim(self):
+        return operations.Claim("scene", self.scene_id)
 
     def set_status(self, status, reason=None):
         with db.transaction(config.settings().database_url) as conn:
@@ -118,48 +121,62 @@ class RenderTiles(_SceneTask, PySparkTask):
     def run(self):
         self.start()
         self.report_progress("rendering tiles on Spark", 20)
+        # The Spark driver unpickles this task in another process: it reads and writes where
+        # this process decided, whatever the code or settings there say.
+        self.pinned = {
+            "cog": self.input().path,
+            "folder": self.folder(),
+            "success": self.output().path,
+            "written_by": self.written_by,
+        }
         super().run()
         self.report_progress("tiles rendered", 100)
 
     def main(self, sc, *args):
         from rf_pipelines.spark.pyramid_job import render_pyramid
 
-        cog_url = self.input().path
-        with _gdal_env(cog_url):
-            plan = pyramid.plan(cog_url)
-        counts = render_pyramid(sc, cog_url, self.folder(), plan)
+        pinned = self.pinned
+        with _gdal_env(pinned["cog"]):
+            plan = pyramid.plan(pinned["cog"])
+        counts = render_pyramid(sc, pinned["cog"], pinned["folder"], plan)
         files.write_bytes(
-            files.join(self.folder(), "plan.json"),
-            json.dumps({**plan, **counts, "written_by": self.written_by}).encode(),
+            files.join(pinned["folder"], "plan.json"),
+            json.dumps({**plan, **counts, "written_by": pinned["written_by"]}).encode(),
         )
-        files.write_bytes(self.output().path, b"")
+        files.write_bytes(pinned["success"], b"")
 
 
 class IngestScene(_SceneTask):
-    """Done when the scene is INGESTED with its tiles' location."""
+    """Done when the scene is INGESTED with its tiles' location, by the steps' current
+    versions (``lineage``): bumping a step ingests the scene again."""
 
     def requires(self):
         return RenderTiles(scene_id=self.scene_id)
 
     def output(self):
-        return IngestedTarget(self.scene_id)
+        return IngestedTarget(self.scene_id, self.lineage)
 
     def run(self):
         self.start()
         location = files.join(self.requires().folder(), "{z}/{x}/{y}.png")
         with db.transaction(config.settings().database_url) as conn:
-            scenes.set_ingested(conn, self.scene_id, location)
+            scenes.set_ingested(conn, self.scene_id, location, self.lineage)
 
 
 class IngestedTarget(luigi.Target):
-    """Exists when the scene's ingest status is INGESTED."""
+    """Exists when the scene is INGESTED, and, with ``lineage``, by those versions of the
+    steps (``ingested_by``)."""
 
-    def __init__(self, scene_id):
+    def __init__(self, scene_id, lineage=None):
         self.scene_id = scene_id
+        self.lineage = lineage
 
     def exists(self):
         with db.connect(config.settings().database_url) as conn:
-            return scenes.get_scene(conn, self.scene_id)["ingest_status"] == IngestStatus.INGESTED
+            scene = scenes.get_scene(conn, self.scene_id)
+        if scene["ingest_status"] != IngestStatus.INGESTED:
+            return False
+        return self.lineage is None or scene["ingested_by"] == self.lineage
 
 
 def _gdal_env(url):

@@ -1,6 +1,7 @@
 """Running tasks: luigi.build that raises, with one line per failed task, instead of
 returning a bool."""
 
+import logging
 import os
 import urllib.request
 
@@ -8,7 +9,7 @@ import luigi
 import luigi.execution_summary
 import luigi.interface
 
-from rf_pipelines import config, runs
+from rf_pipelines import config, operations, runs
 from rf_pipelines import notify as notifications
 from rf_pipelines.errors import (
     ALREADY_RUNNING,
@@ -22,6 +23,8 @@ from rf_pipelines.errors import (
     ServiceUnavailable,
 )
 from rf_pipelines.routing import RoleWorkerFactory, role_of
+
+log = logging.getLogger(__name__)
 
 _OK = {
     luigi.execution_summary.LuigiStatusCode.SUCCESS,
@@ -93,6 +96,8 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     elsewhere = []
     if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
         code, elsewhere = _shared_outcome(tasks, code)
+    if code and not local_scheduler:
+        _release_claims(result)
     failures = runs.failures(run) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
@@ -109,6 +114,22 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
             failures=failures,
         )
     return result
+
+
+def _release_claims(result):
+    """A run that ended unfinished puts back the rows its tasks claimed that no task in
+    luigid works on (``operations.release``): none stays PROCESSING, INGESTING or RUNNING
+    for nobody. (In-process, what other runs do is unknown: their rows are left to the
+    next run and ``reap``.)"""
+    claims = set()
+    for task in result.worker._scheduled_tasks.values():  # luigi keeps no public list
+        claim = task.claim() if callable(getattr(task, "claim", None)) else None
+        if claim:
+            claims.add(claim)
+    try:
+        operations.release(config.settings().database_url, scheduler_url(), claims)
+    except Exception as err:  # noqa: BLE001 - the run's own outcome is what matters here
+        log.error("could not release what this run left unfinished: %s (reap will)", err)
 
 
 def _shared_outcome(tasks, code):

@@ -20,7 +20,7 @@ import luigi
 import rasterio
 import rasterio.errors
 
-from rf_pipelines import config, ids
+from rf_pipelines import config, ids, operations
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import InvalidInput, RfError
@@ -74,6 +74,9 @@ class UploadFileTask(RfTask):
 
     def object_id(self):
         return f"{uploads.parse_upload_id(self.upload_id)}/{check_filename(self.filename)}"
+
+    def claim(self):
+        return operations.Claim("upload", self.upload_id)
 
     @property
     def label(self):
@@ -306,29 +309,73 @@ class RegisterUploadScene(UploadFileTask):
             uploads.file_succeeded(conn, self.upload_id, self.filename, scene_id, outputs)
 
 
+class RejectUploadFile(RfTask):
+    """A file whose name no task may use as a path: records it FAILED with the reason and
+    fails, so the rest of the upload is processed and the upload ends FAILED naming it."""
+
+    upload_id = luigi.Parameter(description="The upload's id (UUID).")
+    filename = luigi.Parameter(description="The file's name as the upload recorded it.")
+
+    def complete(self):
+        return False  # checking the name again is the work; it never succeeds
+
+    def object_id(self):
+        return str(uploads.parse_upload_id(self.upload_id))
+
+    def claim(self):
+        return operations.Claim("upload", self.upload_id)
+
+    def run(self):
+        try:
+            check_filename(self.filename)
+        except InvalidInput as err:
+            reason = f"{self.task_family}: {type(err).__name__}: {err}"
+        else:
+            reason = f"{self.task_family}: the name changed since the upload was listed"
+        with db.transaction(config.settings().database_url) as conn:
+            uploads.file_started(conn, self.upload_id, self.filename)
+            uploads.file_failed(conn, self.upload_id, self.filename, reason, self.task_family)
+        raise InvalidInput(f"{self.filename!r} (upload {self.upload_id}): {reason}")
+
+
 class ProcessUpload(RfTask):
-    """Processes every file of an upload; complete when the upload is COMPLETE."""
+    """Processes every file of an upload; complete when the upload is COMPLETE, processed by
+    the steps' current versions (``lineage``), so bumping a step reprocesses the upload."""
 
     upload_id = luigi.Parameter(description="The upload's id (UUID).")
 
     def requires(self):
-        names = []
-        with db.transaction(config.settings().database_url) as conn:
+        """One chain per file; reads the catalog, writes nothing.
+
+        Raises:
+            NotFound, IllegalTransition: no such upload, or one not ready to process.
+        """
+        with db.connect(config.settings().database_url) as conn:
             uploads.check_processable(uploads.get_upload(conn, self.upload_id))
-            for file in uploads.list_files(conn, self.upload_id):
-                try:
-                    names.append(check_filename(file["filename"]))
-                except InvalidInput as err:
-                    # A name no task may use as a path: fail that file, process the rest.
-                    if file["status"] != "FAILURE":
-                        uploads.file_failed(conn, self.upload_id, file["filename"], str(err))
-        return [RegisterUploadScene(upload_id=self.upload_id, filename=n) for n in names]
+            names = [f["filename"] for f in uploads.list_files(conn, self.upload_id)]
+        return [self._chain(name) for name in names]
+
+    def _chain(self, name):
+        try:
+            check_filename(name)
+        except InvalidInput:
+            return RejectUploadFile(upload_id=self.upload_id, filename=name)
+        return RegisterUploadScene(upload_id=self.upload_id, filename=name)
+
+    def claim(self):
+        return operations.Claim("upload", self.upload_id)
+
+    def upstream(self):
+        # The steps of any one file: the lineage does not depend on the upload's files.
+        return [RegisterUploadScene(upload_id=self.upload_id, filename="lineage")]
 
     def output(self):
-        return UploadStatusTarget(self.upload_id, UploadStatus.COMPLETE)
+        return UploadStatusTarget(self.upload_id, UploadStatus.COMPLETE, self.lineage)
 
     def run(self):
         with db.transaction(config.settings().database_url) as conn:
             status = uploads.settle(conn, self.upload_id)
+            if status == UploadStatus.COMPLETE:
+                uploads.set_processed_by(conn, self.upload_id, self.lineage)
         if status != UploadStatus.COMPLETE:
             raise InvalidInput(f"upload {self.upload_id} is {status}, not COMPLETE")

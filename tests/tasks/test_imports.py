@@ -2,28 +2,15 @@
 
 import datetime
 import json
-import uuid
 
 import pytest
 from click.testing import CliRunner
 
-from rf_pipelines import config
 from rf_pipelines.catalog import db, rows
 from rf_pipelines.cli import cli
 from tests import mirror
 
 DAY = datetime.date(2017, 7, 29)
-
-
-@pytest.fixture()
-def s2_bucket(s3_bucket, database_url, tmp_path, monkeypatch):
-    """A mirror of the test's own under the session bucket; the data root is a local folder."""
-    monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("RF_DATABASE_URL", database_url)
-    root = f"s3://{s3_bucket}/s2-{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("RF_SENTINEL2_ROOT", root)
-    config.settings.cache_clear()
-    return root
 
 
 def _import(*args):

@@ -171,6 +171,28 @@ def test_upload_messages_are_processed_through_luigid(queues, tmp_path):
     assert len(_drain(sqs, queues["dlq"])) == 2
 
 
+def test_an_upload_that_crashed_stays_on_the_queue(queues, monkeypatch):
+    # A crash is not the message's fault: it comes back (the redrive policy bounds it).
+    from rf_pipelines import uploading
+    from rf_pipelines.tasks.uploads import DescribeBands
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    upload_id = uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+
+    def crash(self):
+        raise RuntimeError("segfault-ish")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DescribeBands, "work", crash)
+        code, lines, out = _listen(url)
+    assert [line["outcome"] for line in lines if "message" in line] == ["retry"], out
+    assert _drain(sqs, queues["dlq"]) == []
+    code, lines, out = _listen(url)  # the same message, the crash gone
+    assert [line["outcome"] for line in lines if "message" in line] == ["stored"], out
+
+
 def test_an_ingest_message_runs_the_scene_ingest(queues):
     from rf_pipelines import uploading
     from rf_pipelines.catalog import scenes, uploads

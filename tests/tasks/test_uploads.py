@@ -158,7 +158,7 @@ def test_forged_file_name_cannot_escape_the_upload(data_root, database_url, tmp_
     summary = _summary(database_url, upload_id)
     assert summary["status"] == "FAILED"
     assert (
-        "../../escaped.tif: file name '../../escaped.tif' is not a plain file name"
-        in (summary["status_reason"])
+        "../../escaped.tif: RejectUploadFile: InvalidInput: file name '../../escaped.tif' is "
+        "not a plain file name" in (summary["status_reason"])
     )
     assert {f["name"]: f["status"] for f in summary["files"]}["byte.tif"] == "SUCCESS"

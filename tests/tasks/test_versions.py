@@ -1,0 +1,153 @@
+"""Bumping a step's version redoes that step and everything downstream of it on the next run,
+also for work whose completeness is a catalog status (an upload COMPLETE, a scene INGESTED);
+steps upstream of the bump are not redone. ProcessUpload.requires() writes nothing."""
+
+import datetime
+
+import pytest
+from click.testing import CliRunner
+from luigi.execution_summary import _summary_dict
+
+from rf_pipelines import config, uploading
+from rf_pipelines.catalog import db, scenes, uploads
+from rf_pipelines.cli import cli
+from rf_pipelines.tasks import IngestScene, ProcessUpload
+from rf_pipelines.tasks.imports import ImportBatch, ImportDay
+from rf_pipelines.tasks.ingest import RenderTiles
+from rf_pipelines.tasks.runner import build
+from rf_pipelines.tasks.uploads import MakeFootprints
+from tests import mirror, rasters
+from tests.tasks.test_imports import DAY
+
+UPLOAD_STEPS = {
+    "ValidateUploadFile",
+    "ConvertToCog",
+    "MakeFootprints",
+    "MakeThumbnails",
+    "DescribeBands",
+    "WriteStacItem",
+    "RegisterUploadScene",
+    "ProcessUpload",
+}
+
+
+@pytest.fixture()
+def local_root(tmp_path, database_url, settings_env):
+    settings_env.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
+    settings_env.setenv("RF_DATABASE_URL", database_url)
+    config.settings.cache_clear()
+    return database_url
+
+
+def _ran(tasks):
+    """The families of the tasks that ran (not those found complete) in one build."""
+    result = build(tasks, local_scheduler=True)
+    return {task.task_family for task in _summary_dict(result.worker)["completed"]}
+
+
+def _upload(database_url):
+    upload_id = str(uploading.create_upload([str(rasters.GEOTIFF / "RGB.byte.tif")], "versions"))
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == UPLOAD_STEPS
+    return upload_id
+
+
+def _summary(database_url, upload_id):
+    with db.connect(database_url) as conn:
+        return uploads.upload_summary(conn, upload_id)
+
+
+def test_a_bumped_step_redoes_a_complete_upload_from_that_step_on(
+    data_root, database_url, monkeypatch
+):
+    upload_id = _upload(database_url)
+    before = _summary(database_url, upload_id)
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == set()  # nothing to do
+
+    monkeypatch.setattr(MakeFootprints, "version", 2)
+    ran = _ran([ProcessUpload(upload_id=upload_id)])
+
+    assert ran == {"MakeFootprints", "WriteStacItem", "RegisterUploadScene", "ProcessUpload"}
+    after = _summary(database_url, upload_id)
+    assert after["status"] == "COMPLETE" and "MakeFootprints@v2" in after["processed_by"]
+    assert "MakeFootprints@v1" in before["processed_by"]
+    (file_before,), (file_after,) = before["files"], after["files"]
+    assert "/MakeFootprints/v1-" in file_before["outputs"]["footprints"]
+    assert "/MakeFootprints/v2-" in file_after["outputs"]["footprints"]
+    # The item reads the footprints, so it moved too; the COG, upstream, did not.
+    assert file_after["outputs"]["stac_item"] != file_before["outputs"]["stac_item"]
+    assert file_after["outputs"]["cog"] == file_before["outputs"]["cog"]
+    assert file_after["scene_id"] == file_before["scene_id"]
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == set()
+
+
+def test_bumping_the_upload_task_itself_settles_the_upload_again(local_root, monkeypatch):
+    database_url = local_root
+    upload_id = _upload(database_url)
+    monkeypatch.setattr(ProcessUpload, "version", 3)
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == {"ProcessUpload"}
+    assert "ProcessUpload@v3" in _summary(database_url, upload_id)["processed_by"]
+
+    # An upload finished before versions were recorded is settled again once, then is done.
+    with db.transaction(database_url) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE uploads SET processed_by = NULL WHERE id = %s", (upload_id,))
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == {"ProcessUpload"}
+    assert _ran([ProcessUpload(upload_id=upload_id)]) == set()
+
+
+def test_a_bumped_ingest_step_renders_an_ingested_scene_again(local_root, monkeypatch):
+    database_url = local_root
+    upload_id = _upload(database_url)
+    scene_id = _summary(database_url, upload_id)["files"][0]["scene_id"]
+    assert _ran([IngestScene(scene_id=scene_id)]) == {"SceneCog", "RenderTiles", "IngestScene"}
+    with db.connect(database_url) as conn:
+        first = scenes.get_scene(conn, scene_id)
+
+    monkeypatch.setattr(RenderTiles, "version", 2)
+    assert _ran([IngestScene(scene_id=scene_id)]) == {"RenderTiles", "IngestScene"}
+
+    with db.connect(database_url) as conn:
+        scene = scenes.get_scene(conn, scene_id)
+    assert scene["ingest_status"] == "INGESTED" and "RenderTiles@v2" in scene["ingested_by"]
+    assert "/RenderTiles/v1-" in first["ingest_location"]
+    assert "/RenderTiles/v2-" in scene["ingest_location"]
+    assert _ran([IngestScene(scene_id=scene_id)]) == set()
+
+
+def test_a_bumped_import_step_imports_the_day_again(s2_bucket, database_url, monkeypatch):
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ", "EP"])
+    params = {"source": "sentinel2", "day": DAY, "run_day": DAY}
+    assert "ImportBatch" in _ran([ImportDay(**params)])
+    assert _writers(database_url) == {"ImportBatch@v1": 3}
+
+    monkeypatch.setattr(ImportBatch, "version", 2)
+    # The next check of the day (a look-back) reads again every scene v1 wrote.
+    later = {**params, "run_day": DAY + datetime.timedelta(days=1)}
+    assert {"DiscoverDay", "ImportBatch", "ImportDay"} <= _ran([ImportDay(**later)])
+    assert _writers(database_url) == {"ImportBatch@v2": 3}
+
+
+def _writers(database_url):
+    with db.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT written_by, count(*) FROM scenes WHERE owner = 'rf_pipelines' GROUP BY 1"
+        )
+        return dict(cur.fetchall())
+
+
+def test_requires_writes_nothing_and_a_bad_upload_is_bad_input(local_root):
+    database_url = local_root
+    upload_id = str(uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "versions"))
+    with db.transaction(database_url) as conn:
+        uploads.add_file(conn, upload_id, "../../escaped.tif", "forged", 1)
+    before = _summary(database_url, upload_id)
+    required = ProcessUpload(upload_id=upload_id).requires()
+    assert {t.task_family for t in required} == {"RegisterUploadScene", "RejectUploadFile"}
+    assert _summary(database_url, upload_id) == before
+
+    with db.transaction(database_url) as conn:
+        uploads.set_upload_status(conn, upload_id, "ABORTED")
+    result = CliRunner().invoke(
+        cli, ["run", "ProcessUpload", "--upload-id", upload_id, "--local-scheduler"]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"upload {upload_id} is ABORTED" in result.output
