@@ -51,6 +51,8 @@ def luigid_config(state_path, history_url, stable_done_cooldown_secs=None):
         # tasks it was running become FAILED, so a rerun may take them at once instead of
         # being told for a minute (luigid's default) that they are already running.
         f"worker_disconnect_delay = {WORKER_DISCONNECT_DELAY_S}",
+        # ... checked whenever a worker asks for work, not only on luigid's one-minute tick.
+        "prune_on_get_work = true",
     ]
     if stable_done_cooldown_secs is not None:
         lines.append(f"stable_done_cooldown_secs = {stable_done_cooldown_secs}")

@@ -30,7 +30,8 @@ class SlowStep(luigi.Task):
             time.sleep(0.05)
         if self.name == os.environ.get("RF_TEST_FAILING_STEP"):
             raise RuntimeError(f"step {self.name} fails, as the test asked")
-        time.sleep(2)
+        # With a failing step, the other one outlasts the run that failed by far.
+        time.sleep(6 if os.environ.get("RF_TEST_FAILING_STEP") else 2)
         with self.output().open("w") as out:
             out.write(str(os.getpid()))
 

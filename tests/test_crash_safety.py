@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from rf_pipelines import clients, config, services, uploading
 from rf_pipelines.catalog import db, uploads
 from rf_pipelines.cli import cli
+from rf_pipelines.scheduler import WORKER_DISCONNECT_DELAY_S
 from tests import mirror, rasters
 from tests.conftest import HOME
 
@@ -135,6 +136,29 @@ def test_sigkill_during_a_batch_import_then_rerun(big_day, smtp):
     assert _day(big_day["db"]) == "RUNNING"
     assert smtp.messages == []  # the killed run reported nothing
     _rerun_and_check(big_day, smtp)
+
+
+def test_a_rerun_while_luigid_still_holds_a_killed_workers_batch_says_so(big_day, smtp):
+    proc = _import_process()  # through luigid
+    try:
+        _wait(lambda: _markers(big_day["db"]) >= 1, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    # luigid still counts the dead worker's batch as running: not the day's last word.
+    early = CliRunner().invoke(cli, ["import", "sentinel2", "--date", str(DAY)])
+    # 7 when nothing of its own failed, 3 when the malformed tile's batch failed in it; either
+    # way it says that the rest is not done.
+    assert early.exit_code in (3, 7), early.output
+    assert "already running on another worker" in early.output
+    assert "run the same command again" in early.output or early.exit_code == 7
+    time.sleep(WORKER_DISCONNECT_DELAY_S + 3)  # luigid lets the dead worker's tasks go
+    smtp.messages.clear()
+    later = CliRunner().invoke(cli, ["import", "sentinel2", "--date", str(DAY)])
+    assert later.exit_code == 3, later.output
+    assert _day(big_day["db"]) == "PARTIAL", later.output[-3000:]
+    total, distinct = _scene_counts(big_day["db"])
+    assert total == distinct == SCENES - 1
 
 
 def test_luigid_killed_and_restarted_mid_run(big_day, smtp):

@@ -93,6 +93,9 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
     code = exit_code(result, roles)
+    # A task of this run failed while part of its work may still be another worker's (or a
+    # dead one's, until luigid lets it go): the failures so far are not the whole story.
+    held = _held_elsewhere(result) if code == TASK_FAILED and not local_scheduler else []
     elsewhere = []
     if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
         code, elsewhere = _shared_outcome(tasks, code)
@@ -110,7 +113,8 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         raise BuildFailed(
             result.summary_text,
             exit_code=_refined(code, failures),
-            lines=[failure_line(f) for f in failures] or [_outcome_line(result, code, elsewhere)],
+            lines=[failure_line(f) for f in failures] + ([_held_line(held)] if held else [])
+            or [_outcome_line(result, code, elsewhere)],
             failures=failures,
         )
     return result
@@ -130,6 +134,28 @@ def _release_claims(result):
         operations.release(config.settings().database_url, scheduler_url(), claims)
     except Exception as err:  # noqa: BLE001 - the run's own outcome is what matters here
         log.error("could not release what this run left unfinished: %s (reap will)", err)
+
+
+def _held_elsewhere(result):
+    """Ids of the run's tasks that another worker runs (or ran and died: luigid lets them go
+    WORKER_DISCONNECT_DELAY_S after its last ping) and that are not done."""
+    summary = luigi.execution_summary._summary_dict(result.worker)
+    held = []
+    for task in summary["run_by_other_worker"]:
+        try:
+            if not task.complete():
+                held.append(task.task_id)
+        except Exception:  # noqa: BLE001 - unknown counts as not done
+            held.append(task.task_id)
+    return sorted(held)
+
+
+def _held_line(held):
+    shown = ", ".join(held[:5]) + (" ..." if len(held) > 5 else "")
+    return (
+        f"already running on another worker, or left by one, so this is not the end (see "
+        f"luigid); run the same command again when it ends: {shown}"
+    )
 
 
 def _shared_outcome(tasks, code):
