@@ -26,7 +26,7 @@ from rf_pipelines.catalog import db, imports
 from rf_pipelines.errors import InvalidInput, NotFound, PermanentError, is_transient
 
 log = logging.getLogger(__name__)
-WRITTEN_BY = "listen@v1"
+WRITTEN_BY = imports.LISTENER_WRITTEN_BY
 
 
 @dataclass

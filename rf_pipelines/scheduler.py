@@ -48,11 +48,10 @@ def luigid_config(state_path, history_url, stable_done_cooldown_secs=None):
         "record_task_history = true",
         f"remove_delay = {REMOVE_DELAY_S}",
         # A worker that stops pinging (it pings every second) for this long is dead: the
-        # tasks it was running become FAILED, so a rerun may take them at once instead of
-        # being told for a minute (luigid's default) that they are already running.
+        # tasks it was running become FAILED when luigid prunes, which every run asks for as
+        # it starts (runner.build), so a rerun takes them over instead of being told for a
+        # minute (luigid's default) that they are already running.
         f"worker_disconnect_delay = {WORKER_DISCONNECT_DELAY_S}",
-        # ... checked whenever a worker asks for work, not only on luigid's one-minute tick.
-        "prune_on_get_work = true",
     ]
     if stable_done_cooldown_secs is not None:
         lines.append(f"stable_done_cooldown_secs = {stable_done_cooldown_secs}")

@@ -730,8 +730,29 @@ class Trial:
                     f"(e) run {len(self.runs)} exited {code} after reporting "
                     f"{len(reported)} failed tasks and sent {sent} notifications"
                 )
-            if self.workflow_name == "listener" and sent > 3:  # one per failed job at most
-                self.violations.append(f"(e) the listener run sent {sent} notifications")
+            if self.workflow_name == "listener":
+                # One notification per job (an upload or ingest message) whose run had
+                # failed tasks; none for the rest.
+                jobs = [
+                    json.loads(line)
+                    for line in output.splitlines()
+                    if line.startswith('{"message"')
+                ]
+                failed_jobs = [
+                    j
+                    for j in jobs
+                    if (j.get("upload") or j.get("ingest"))
+                    and j["outcome"] != "stored"
+                    and (
+                        " failed: " in (j["reason"] or "")
+                        or "so this is not the end" in (j["reason"] or "")
+                    )
+                ]
+                if sent != len(failed_jobs):
+                    self.violations.append(
+                        f"(e) listener run {len(self.runs)}: {len(failed_jobs)} jobs with "
+                        f"failed tasks and {sent} notifications"
+                    )
         self._returned = not killed
         return code
 
@@ -767,19 +788,26 @@ def _restore_services(lab):
 # --- the campaign ----------------------------------------------------------------------------
 
 
-def seeds(seed, trials, workflows):
-    """(workflow, trial seed) of each trial: the workflows in turn, seeds from ``seed``."""
+def seeds(seed, trials, workflows, grid=False):
+    """(workflow, fault or None, trial seed) of each trial: the workflows in turn, seeds from
+    ``seed``; the trial's seed picks its fault, or, with ``grid``, every workflow meets every
+    fault in turn (20 trials cover the grid)."""
     rng = random.Random(seed)
-    return [(workflows[i % len(workflows)], rng.getrandbits(31)) for i in range(trials)]
+    plan = []
+    for i in range(trials):
+        fault = FAULTS[(i // len(workflows)) % len(FAULTS)] if grid else None
+        plan.append((workflows[i % len(workflows)], fault, rng.getrandbits(31)))
+    return plan
 
 
-def campaign(lab, trials, seed, workflows=tuple(WORKFLOWS), report=print, fault=None):
+def campaign(lab, trials, seed, workflows=tuple(WORKFLOWS), report=print, fault=None, grid=False):
     """Runs the trials (of ``fault`` only, if given); returns them. ``report`` gets a line per
     trial."""
     done = []
-    for n, (workflow, trial_seed) in enumerate(seeds(seed, trials, list(workflows)), 1):
+    plan = seeds(seed, trials, list(workflows), grid)
+    for n, (workflow, planned, trial_seed) in enumerate(plan, 1):
         started = time.monotonic()
-        trial = Trial(lab, workflow, trial_seed, fault).run()
+        trial = Trial(lab, workflow, trial_seed, fault or planned).run()
         done.append(trial)
         outcome = "ok" if not trial.violations else f"{len(trial.violations)} VIOLATIONS"
         codes = ",".join(str(r["code"]) for r in trial.runs)
@@ -848,6 +876,8 @@ def own_lab():
 
 
 def main(argv=None):
+    # Stopped with SIGTERM (a timeout, a kill), the campaign's stack is stopped all the same.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(prog="scripts/faults", description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)

@@ -151,7 +151,6 @@ def test_a_rerun_while_luigid_still_holds_a_killed_workers_batch_says_so(big_day
     # way it says that the rest is not done.
     assert early.exit_code in (3, 7), early.output
     assert "already running on another worker" in early.output
-    assert "run the same command again" in early.output or early.exit_code == 7
     time.sleep(WORKER_DISCONNECT_DELAY_S + 3)  # luigid lets the dead worker's tasks go
     smtp.messages.clear()
     later = CliRunner().invoke(cli, ["import", "sentinel2", "--date", str(DAY)])

@@ -112,3 +112,15 @@ def test_every_claiming_step_names_its_row():
     assert SceneCog(scene_id="s").claim() == operations.Claim("scene", "s")
     day = ImportDay(source="sentinel2", day=DAY, run_day=DAY).claim()
     assert day == operations.Claim("day", f"sentinel2 {DAY}")
+
+
+def test_an_upload_released_while_a_worker_finished_it_is_settled_by_that_worker(catalog):
+    # release() read luigid's list just before a live worker started the last step: the
+    # upload went back to UPLOADED, then the worker's last file succeeded.
+    upload_id = _upload(catalog)
+    with db.transaction(catalog) as conn:
+        uploads.file_started(conn, upload_id, "byte.tif")
+        uploads.release(conn, upload_id, operations.RELEASED)
+    with db.transaction(catalog) as conn:
+        uploads.file_succeeded(conn, upload_id, "byte.tif", None, {})
+    assert _status(catalog, upload_id)[::2] == ("COMPLETE", ["SUCCESS"])

@@ -75,16 +75,20 @@ def _scene_values(record, datasource_id, written_by):
     return tuple(row[c] for c in _SCENE_COLUMNS)
 
 
-def imported_products(conn, source_name, product_ids, written_by):
-    """The subset of ``product_ids`` already imported from this source by ``written_by`` (the
-    importing step and its version: a scene an older version wrote is imported again), in
-    one query."""
+# The listener's writer (``rf-pipelines listen``); ImportBatch writes as ``ImportBatch@vN``.
+LISTENER_WRITTEN_BY = "listen@v1"
+
+
+def imported_products(conn, source_name, product_ids, writers):
+    """The subset of ``product_ids`` already imported from this source by one of ``writers``
+    (the importing steps at their current versions: a scene an older version wrote is
+    imported again), in one query."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT scene_metadata->>'product_id' FROM scenes WHERE owner = %s "
             "AND scene_metadata->>'product_id' = ANY(%s) "
-            "AND scene_metadata->>'import_source' = %s AND written_by = %s",
-            (IMPORT_OWNER, list(product_ids), source_name, written_by),
+            "AND scene_metadata->>'import_source' = %s AND written_by = ANY(%s)",
+            (IMPORT_OWNER, list(product_ids), source_name, list(writers)),
         )
         return {row[0] for row in cur.fetchall()}
 

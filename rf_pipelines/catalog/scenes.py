@@ -90,9 +90,22 @@ def register_scene(conn, scene, images=(), thumbnails=(), project_id=None):
     """Upserts a scene with its images (each with a "bands" list) and thumbnails, and links
     it to a project; every row has a deterministic id, so a rerun updates in place.
 
+    A scene registered again (its source file was made anew: a step's version was bumped, or
+    the file replaced) that had been queued for ingest or ingested goes back to NOTINGESTED
+    first: its tiles were made from what it was.
+
     Returns:
         dict of the stored scene row.
+
+    Raises:
+        AlreadyRunning: the scene is being ingested now.
     """
+    try:
+        status = get_scene(conn, scene["id"], lock=True)["ingest_status"]
+    except NotFound:
+        status = IngestStatus.NOTINGESTED
+    if status != IngestStatus.NOTINGESTED:
+        forget_ingest(conn, scene["id"], "its source was made again")
     stored = upsert_scene(conn, scene)
     for image in images:
         image = dict(image)
@@ -180,7 +193,7 @@ def start_ingest(conn, scene_id):
     return status
 
 
-def forget_ingest(conn, scene_id):
+def forget_ingest(conn, scene_id, reason="its source file was replaced"):
     """Takes a scene back to NOTINGESTED without its ingest location (its source file is
     being replaced, so its tiles are stale), through the checked transitions. A scene that
     does not exist yet is left alone.
@@ -196,7 +209,7 @@ def forget_ingest(conn, scene_id):
         raise AlreadyRunning(f"scene {scene_id} is being ingested; try again when that ends")
     if status in (IngestStatus.INGESTED, IngestStatus.FAILED):
         set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED)
-    set_ingest_status(conn, scene_id, IngestStatus.NOTINGESTED, "its source file was replaced")
+    set_ingest_status(conn, scene_id, IngestStatus.NOTINGESTED, reason)
     with conn.cursor() as cur:
         cur.execute(
             "UPDATE scenes SET ingest_location = NULL, ingested_by = NULL WHERE id = %s",

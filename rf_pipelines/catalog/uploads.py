@@ -213,6 +213,11 @@ def file_succeeded(conn, upload_id, filename, scene_id, outputs):
     return settle(conn, upload_id)
 
 
+_SETTLED_FROM = frozenset(
+    {UploadStatus.PROCESSING, UploadStatus.UPLOADED, UploadStatus.QUEUED, UploadStatus.FAILED}
+)
+
+
 def settle(conn, upload_id):
     """Sets the upload COMPLETE when every file succeeded, FAILED (listing each failed file
     and why) when every file is finished and some failed; otherwise leaves it as it is.
@@ -223,10 +228,14 @@ def settle(conn, upload_id):
     upload = get_upload(conn, upload_id, lock=True)
     files = list_files(conn, upload_id)
     finished = {str(JobStatus.SUCCESS), str(JobStatus.FAILURE)}
-    if upload["upload_status"] != UploadStatus.PROCESSING or any(
+    if upload["upload_status"] not in _SETTLED_FROM or any(
         f["status"] not in finished for f in files
     ):
         return upload["upload_status"]
+    if upload["upload_status"] != UploadStatus.PROCESSING:
+        # Put back (reaped, released) while a live worker finished its last file: every
+        # file is finished all the same, so the upload is settled, through PROCESSING.
+        set_upload_status(conn, upload_id, UploadStatus.PROCESSING)
     failed = [f for f in files if f["status"] == JobStatus.FAILURE]
     if not failed:
         set_upload_status(conn, upload_id, UploadStatus.COMPLETE)

@@ -26,6 +26,10 @@ def _recording_errors(complete):
     return checked
 
 
+_CLASSES = []  # every RfTask subclass, for the key of the lineage cache
+_LINEAGES = {}
+
+
 class RfTask(luigi.Task):
     """Base of every rf_pipelines task.
 
@@ -44,6 +48,7 @@ class RfTask(luigi.Task):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _CLASSES.append(cls)
         if "run" in cls.__dict__:
             cls.run = _with_task_log(cls.__dict__["run"])
         if "complete" in cls.__dict__:
@@ -86,7 +91,14 @@ class RfTask(luigi.Task):
     @property
     def lineage(self):
         """``Family@vN`` of this task and of every task upstream of it, sorted and
-        comma-joined: the versions of all the work its output stands on."""
+        comma-joined: the versions of all the work its output stands on. Computed once per
+        task and set of class versions (every complete() check reads it)."""
+        key = (self.task_id, tuple(cls.version for cls in _CLASSES))
+        if key not in _LINEAGES:
+            _LINEAGES[key] = self._lineage()
+        return _LINEAGES[key]
+
+    def _lineage(self):
         versions, pending = {self.task_family: self.version}, list(self.upstream())
         while pending:
             task = pending.pop()

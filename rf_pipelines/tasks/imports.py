@@ -142,11 +142,15 @@ def not_yet_imported(source, entries, database_url):
     """The entries whose product is not in the catalog yet, as this version of ImportBatch
     writes it (one query); entries whose product cannot be told without reading them are
     kept. A re-published product (new id, same scene) is new, so it updates its scene; so is
-    one an older ImportBatch wrote, so bumping ImportBatch's version imports it again."""
+    one an older ImportBatch wrote, so bumping ImportBatch's version imports it again (what
+    the listener stored counts as imported)."""
     products = [source.product_id(e) for e in entries]
-    written_by = f"{ImportBatch.get_task_family()}@v{ImportBatch.version}"
+    writers = [
+        f"{ImportBatch.get_task_family()}@v{ImportBatch.version}",
+        imports.LISTENER_WRITTEN_BY,
+    ]
     with db.connect(database_url) as conn:
-        done = imports.imported_products(conn, source.name, [p for p in products if p], written_by)
+        done = imports.imported_products(conn, source.name, [p for p in products if p], writers)
     return [e for e, p in zip(entries, products, strict=True) if p is None or p not in done]
 
 

@@ -12,6 +12,7 @@ options come from ``[spark]`` in luigi.cfg (``local[2]`` here; a cluster is a co
 change).
 """
 
+import hashlib
 import json
 import logging
 import sys
@@ -39,6 +40,14 @@ class _SceneTask(RfTask):
 
     def claim(self):
         return operations.Claim("scene", self.scene_id)
+
+    def sources_digest(self):
+        """8 hex digits of the scene's band sources: the scene COG and its tiles are made
+        anew, at a new path, when the scene's files were (a bumped upload step, a replaced
+        file, a re-published product)."""
+        with db.connect(config.settings().database_url) as conn:
+            sources = scenes.band_sources(conn, self.scene_id)
+        return hashlib.sha1(json.dumps(sources).encode()).hexdigest()[:8]
 
     def set_status(self, status, reason=None):
         with db.transaction(config.settings().database_url) as conn:
@@ -69,7 +78,7 @@ class SceneCog(_SceneTask):
     """The scene's bands, warped to the finest band's grid and stacked, as one COG."""
 
     def output(self):
-        return self.file_target("scene.tif")
+        return self.file_target(f"{self.sources_digest()}/scene.tif")
 
     def run(self):
         self.start()
@@ -94,7 +103,7 @@ class RenderTiles(_SceneTask, PySparkTask):
         return SceneCog(scene_id=self.scene_id)
 
     def folder(self):
-        return self.output_url("tiles")
+        return self.output_url(f"{self.sources_digest()}/tiles")
 
     def output(self):
         return files.target_for(files.join(self.folder(), "_SUCCESS"))

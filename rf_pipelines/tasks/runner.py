@@ -85,10 +85,17 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     if not local_scheduler:
         params["scheduler_url"] = scheduler_url()
         os.environ[runs.LOGS_URL_ENV] = runs.LOGS_PATH
+        _prune_dead_workers()
     if roles:
         params["worker_scheduler_factory"] = RoleWorkerFactory(roles)
     try:
         result = luigi.build(list(tasks), **params)
+    except BaseException:
+        # luigid went away for longer than the worker's RPC retries, say: what the run's
+        # tasks claimed is put back all the same (once luigid can say nobody works on it).
+        if not local_scheduler:
+            _release_claims(tasks)
+        raise
     finally:
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
@@ -100,7 +107,7 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
         code, elsewhere = _shared_outcome(tasks, code)
     if code and not local_scheduler:
-        _release_claims(result)
+        _release_claims([*tasks, *result.worker._scheduled_tasks.values()])
     failures = runs.failures(run) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
@@ -120,13 +127,14 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     return result
 
 
-def _release_claims(result):
-    """A run that ended unfinished puts back the rows its tasks claimed that no task in
-    luigid works on (``operations.release``): none stays PROCESSING, INGESTING or RUNNING
-    for nobody. (In-process, what other runs do is unknown: their rows are left to the
-    next run and ``reap``.)"""
+def _release_claims(tasks):
+    """A run that ended unfinished puts back the rows its tasks (the requested ones and those
+    luigi scheduled for them) claimed that no task in luigid works on
+    (``operations.release``): none stays PROCESSING, INGESTING or RUNNING for nobody.
+    (In-process, what other runs do is unknown: their rows are left to the next run and
+    ``reap``.)"""
     claims = set()
-    for task in result.worker._scheduled_tasks.values():  # luigi keeps no public list
+    for task in tasks:
         claim = task.claim() if callable(getattr(task, "claim", None)) else None
         if claim:
             claims.add(claim)
@@ -134,6 +142,18 @@ def _release_claims(result):
         operations.release(config.settings().database_url, scheduler_url(), claims)
     except Exception as err:  # noqa: BLE001 - the run's own outcome is what matters here
         log.error("could not release what this run left unfinished: %s (reap will)", err)
+
+
+def _prune_dead_workers():
+    """Asks luigid to drop workers silent for longer than its worker_disconnect_delay before
+    this run schedules: the tasks a killed worker was running become FAILED, so this run
+    takes them over (luigid's own pruning runs once a minute)."""
+    from luigi.rpc import RemoteScheduler
+
+    try:
+        RemoteScheduler(scheduler_url()).prune()
+    except Exception as err:  # noqa: BLE001 - the run goes on; luigid prunes on its own tick
+        log.warning("luigid did not prune dead workers: %s", err)
 
 
 def _held_elsewhere(result):

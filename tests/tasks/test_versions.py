@@ -3,6 +3,7 @@ also for work whose completeness is a catalog status (an upload COMPLETE, a scen
 steps upstream of the bump are not redone. ProcessUpload.requires() writes nothing."""
 
 import datetime
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from rf_pipelines.tasks import IngestScene, ProcessUpload
 from rf_pipelines.tasks.imports import ImportBatch, ImportDay
 from rf_pipelines.tasks.ingest import RenderTiles
 from rf_pipelines.tasks.runner import build
-from rf_pipelines.tasks.uploads import MakeFootprints
+from rf_pipelines.tasks.uploads import ConvertToCog, MakeFootprints
 from tests import mirror, rasters
 from tests.tasks.test_imports import DAY
 
@@ -113,6 +114,29 @@ def test_a_bumped_ingest_step_renders_an_ingested_scene_again(local_root, monkey
     assert _ran([IngestScene(scene_id=scene_id)]) == set()
 
 
+def test_a_bumped_upload_step_takes_its_scene_back_for_a_new_ingest(local_root, monkeypatch):
+    database_url = local_root
+    upload_id = _upload(database_url)
+    scene_id = _summary(database_url, upload_id)["files"][0]["scene_id"]
+    assert _ran([IngestScene(scene_id=scene_id)]) == {"SceneCog", "RenderTiles", "IngestScene"}
+    with db.connect(database_url) as conn:
+        old_tiles = scenes.get_scene(conn, scene_id)["ingest_location"]
+
+    monkeypatch.setattr(ConvertToCog, "version", 2)  # the scene's file is made anew
+    assert "ConvertToCog" in _ran([ProcessUpload(upload_id=upload_id)])
+    with db.connect(database_url) as conn:
+        scene = scenes.get_scene(conn, scene_id)
+    assert (
+        scene["ingest_status"] == "NOTINGESTED" and "/ConvertToCog/v2-" in scene["ingest_location"]
+    )
+
+    # Its scene COG and tiles are made from the new file, at new paths.
+    assert _ran([IngestScene(scene_id=scene_id)]) == {"SceneCog", "RenderTiles", "IngestScene"}
+    with db.connect(database_url) as conn:
+        scene = scenes.get_scene(conn, scene_id)
+    assert scene["ingest_status"] == "INGESTED" and scene["ingest_location"] != old_tiles
+
+
 def test_a_bumped_import_step_imports_the_day_again(s2_bucket, database_url, monkeypatch):
     mirror.put_day(s2_bucket, DAY, ["DP", "DQ", "EP"])
     params = {"source": "sentinel2", "day": DAY, "run_day": DAY}
@@ -124,6 +148,37 @@ def test_a_bumped_import_step_imports_the_day_again(s2_bucket, database_url, mon
     later = {**params, "run_day": DAY + datetime.timedelta(days=1)}
     assert {"DiscoverDay", "ImportBatch", "ImportDay"} <= _ran([ImportDay(**later)])
     assert _writers(database_url) == {"ImportBatch@v2": 3}
+
+
+def test_scenes_the_listener_imported_are_not_read_again_by_the_nightly_check(
+    s2_bucket, database_url
+):
+    from rf_pipelines import listening
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    for path in ("DP", "DQ"):
+        url = f"{s2_bucket}/{mirror.tile_path(DAY, path)}/tileInfo.json"
+        source, entry = listening.parse(
+            json.dumps(
+                {
+                    "Records": [
+                        {
+                            "s3": {
+                                "bucket": {"name": url[5:].split("/", 1)[0]},
+                                "object": {"key": url[5:].split("/", 1)[1]},
+                            }
+                        }
+                    ]
+                }
+            )
+        )
+        (record,) = source.read_batch([entry])
+        record["scene_metadata"]["import_source"] = "sentinel2"
+        listening._store([record])
+    assert _writers(database_url) == {listening.WRITTEN_BY: 2}
+    params = {"source": "sentinel2", "day": DAY, "run_day": DAY}
+    build([ImportDay(**params)], local_scheduler=True)
+    assert _writers(database_url) == {listening.WRITTEN_BY: 2}  # known: not read again
 
 
 def _writers(database_url):
