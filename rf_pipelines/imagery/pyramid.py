@@ -16,9 +16,11 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
+from shapely.geometry import shape
 
 from rf_pipelines.errors import InvalidInput
-from rf_pipelines.imagery import cog, thumbnail
+from rf_pipelines.imagery import cog, footprint, thumbnail
+from rf_pipelines.imagery.geometry import MERCATOR_LIMIT
 
 TILE_SIZE = 256
 STRIP_ROWS = 1024  # rows warped at a time when stacking: bounded memory for any size
@@ -136,8 +138,26 @@ def plan(cog_path):
             "maxzoom": maxzoom,
             "indexes": list(indexes),
             "ranges": ranges,
-            "bounds": list(reader.get_geographic_bounds("EPSG:4326")),
+            "bounds": _mercator_bounds(dataset),
         }
+
+
+def _mercator_bounds(dataset):
+    """The scene's tile footprint's bounds in longitude/latitude within Web Mercator's
+    ±85.05°: only the part on the Earth of a view that reaches into space, the whole width
+    for a footprint cut at ±180°.
+
+    Raises:
+        InvalidInput: the scene lies wholly beyond ±85.05° (at a pole): no tile shows it.
+    """
+    west, south, east, north = shape(footprint.tile_footprints(dataset)["4326"]).bounds
+    south, north = max(south, -MERCATOR_LIMIT), min(north, MERCATOR_LIMIT)
+    if south >= north:
+        raise InvalidInput(
+            f"{dataset.name}: the scene lies beyond Web Mercator's ±{MERCATOR_LIMIT:.2f}° "
+            "latitude: no web map tile shows it"
+        )
+    return [west, south, east, north]
 
 
 def tiles(plan_):

@@ -63,3 +63,18 @@ def test_no_bands_and_unreadable_bands_are_refused(tmp_path):
         pyramid.stack_bands(
             [(str(tmp_path / "gone.tif"), 1, "b")], str(tmp_path / "y.tif"), "scene 2"
         )
+
+
+def test_a_geostationary_view_is_planned_over_its_disk_only():
+    plan = pyramid.plan(str(rasters.GEOTIFF / "image_geos.tif"))
+    west, south, east, north = plan["bounds"]
+    # The disk on the Earth (to about ±81.3°), cut at ±180° so it spans every longitude;
+    # rio-tiler's bounds of the raster's corners, in space, had west > east.
+    assert -81.3 < south < -78 and 78 < north < 81.3
+    assert (west, east) == (-180, 180)
+    assert pyramid.tiles(plan)
+
+
+def test_a_scene_beyond_web_mercator_is_refused_with_its_reason():
+    with pytest.raises(InvalidInput, match="beyond Web Mercator"):
+        pyramid.plan(str(rasters.GEOTIFF / "Copernicus_DSM_COG_30_S90_00_W164_00_DEM.tif"))
