@@ -351,6 +351,20 @@ class ImportWorkflow(Workflow):
             found.append(f"{count} scenes imported, not {DAY_SCENES - len(BAD_SCENES)}")
         return found
 
+    def outputs_consistent(self, conn):
+        found = super().outputs_consistent(conn)
+        # The day's row and its manifest go together; a batch's marker means every scene of
+        # the batch is in, so no batch holding a bad tile (every batch here) has one.
+        for day, manifest in _rows(conn, "SELECT day, manifest_url FROM import_days"):
+            if not manifest or not files.target_for(manifest).exists():
+                found.append(f"import day {day} without its manifest {manifest}")
+        markers = _rows(
+            conn, "SELECT marker_id FROM task_markers WHERE task_family = 'ImportBatch'"
+        )
+        if markers:
+            found.append(f"ImportBatch markers {markers} for batches with a failed scene")
+        return found
+
 
 class ListenerWorkflow(Workflow):
     name = "listener"
