@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -69,6 +70,8 @@ IN_FLIGHT = {
     "import days": "SELECT source || ' ' || day FROM import_days WHERE status = 'RUNNING'",
 }
 COMMAND_TIMEOUT_S = 600
+# A failed task's line (runner.failure_line): "Family(params) failed: why (log: where)".
+FAILED_TASK = re.compile(r"\b[A-Z]\w*\(.*\) failed: ")
 DAY = datetime.date(2019, 3, 4)
 DAY_SCENES = 1_500
 BAD_SCENES = (111, 777, 1_333)
@@ -736,7 +739,7 @@ class Trial:
             reported = [
                 line
                 for line in output.splitlines()
-                if line.startswith("Error: ") and " failed: " in line
+                if line.startswith("Error: ") and FAILED_TASK.match(line[len("Error: ") :])
             ]
             expected = 1 if reported else 0
             if self.workflow_name != "listener" and sent != expected:
@@ -758,7 +761,7 @@ class Trial:
                     if (j.get("upload") or j.get("ingest"))
                     and j["outcome"] != "stored"
                     and (
-                        " failed: " in (j["reason"] or "")
+                        FAILED_TASK.search(j["reason"] or "")
                         or "so this is not the end" in (j["reason"] or "")
                     )
                 ]

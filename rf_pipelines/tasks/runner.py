@@ -157,17 +157,15 @@ def _prune_dead_workers():
 
 
 def _held_elsewhere(result):
-    """Ids of the run's tasks that another worker runs (or ran and died: luigid lets them go
-    WORKER_DISCONNECT_DELAY_S after its last ping) and that are not done."""
-    summary = luigi.execution_summary._summary_dict(result.worker)
-    held = []
-    for task in summary["run_by_other_worker"]:
-        try:
-            if not task.complete():
-                held.append(task.task_id)
-        except Exception:  # noqa: BLE001 - unknown counts as not done
-            held.append(task.task_id)
-    return sorted(held)
+    """Ids of the run's tasks that luigid has RUNNING on another worker (or on a dead one,
+    until luigid lets it go WORKER_DISCONNECT_DELAY_S after its last ping)."""
+    from luigi.rpc import RemoteScheduler
+
+    try:
+        running = RemoteScheduler(scheduler_url()).task_list("RUNNING", "")
+    except Exception:  # noqa: BLE001 - luigid away: what it runs is unknown, say nothing
+        return []
+    return sorted(set(result.worker._scheduled_tasks) & set(running))
 
 
 def _held_line(held):
