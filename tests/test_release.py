@@ -1,6 +1,8 @@
 """A run through luigid that ends unfinished puts back the rows it claimed that no task works
 on: nothing stays PROCESSING, INGESTING or RUNNING for nobody, and the rerun finishes."""
 
+import uuid
+
 import pytest
 
 from rf_pipelines import operations, uploading
@@ -124,3 +126,13 @@ def test_an_upload_released_while_a_worker_finished_it_is_settled_by_that_worker
     with db.transaction(catalog) as conn:
         uploads.file_succeeded(conn, upload_id, "byte.tif", None, {})
     assert _status(catalog, upload_id)[::2] == ("COMPLETE", ["SUCCESS"])
+
+
+def test_an_upload_without_files_is_not_settled_complete(catalog):
+    # Its copy failed before any file was recorded: FAILED, and processing it changes nothing.
+    upload_id = uuid.uuid4()
+    with db.transaction(catalog) as conn:
+        uploads.create_upload(conn, upload_id, "t", "LOCAL", [], status="UPLOADED")
+        uploads.set_upload_status(conn, upload_id, "UPLOADING")
+        uploads.set_upload_status(conn, upload_id, "FAILED", "the copy failed")
+        assert uploads.settle(conn, upload_id) == "FAILED"

@@ -228,8 +228,10 @@ def settle(conn, upload_id):
     upload = get_upload(conn, upload_id, lock=True)
     files = list_files(conn, upload_id)
     finished = {str(JobStatus.SUCCESS), str(JobStatus.FAILURE)}
-    if upload["upload_status"] not in _SETTLED_FROM or any(
-        f["status"] not in finished for f in files
+    if (
+        not files
+        or upload["upload_status"] not in _SETTLED_FROM
+        or any(f["status"] not in finished for f in files)
     ):
         return upload["upload_status"]
     if upload["upload_status"] != UploadStatus.PROCESSING:

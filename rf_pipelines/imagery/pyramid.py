@@ -144,14 +144,25 @@ def plan(cog_path):
 
 def _mercator_bounds(dataset):
     """The scene's tile footprint's bounds in longitude/latitude within Web Mercator's
-    ±85.05°: only the part on the Earth of a view that reaches into space, the whole width
-    for a footprint cut at ±180°.
+    ±85.05°: only the part on the Earth of a view that reaches into space; west > east for a
+    footprint cut at ±180°.
 
     Raises:
         InvalidInput: the scene lies wholly beyond ±85.05° (at a pole): no tile shows it.
     """
-    west, south, east, north = shape(footprint.tile_footprints(dataset)["4326"]).bounds
+    outline = shape(footprint.tile_footprints(dataset)["4326"])
+    west, south, east, north = outline.bounds
     south, north = max(south, -MERCATOR_LIMIT), min(north, MERCATOR_LIMIT)
+    parts = [part.bounds for part in getattr(outline, "geoms", [outline])]
+    eastern = [b for b in parts if b[2] >= 180 and b[0] > -180]  # ends at +180
+    western = [b for b in parts if b[0] <= -180 and b[2] < 180]  # starts at -180
+    if eastern and western and len(eastern) + len(western) == len(parts):
+        # Cut at ±180°: west > east, which the tile grid reads as crossing the antimeridian
+        # (not every longitude of the world).
+        west, east = min(b[0] for b in eastern), max(b[2] for b in western)
+    elif east > 180 or west < -180:
+        # Longitudes past ±180° (a geographic grid run over the antimeridian): wrapped.
+        west, east = (west + 540) % 360 - 180, (east + 540) % 360 - 180
     if south >= north:
         raise InvalidInput(
             f"{dataset.name}: the scene lies beyond Web Mercator's ±{MERCATOR_LIMIT:.2f}° "

@@ -28,6 +28,7 @@ def _recording_errors(complete):
 
 _CLASSES = []  # every RfTask subclass, for the key of the lineage cache
 _LINEAGES = {}
+_LINEAGES_KEPT = 100_000
 
 
 class RfTask(luigi.Task):
@@ -95,6 +96,8 @@ class RfTask(luigi.Task):
         task and set of class versions (every complete() check reads it)."""
         key = (self.task_id, tuple(cls.version for cls in _CLASSES))
         if key not in _LINEAGES:
+            if len(_LINEAGES) >= _LINEAGES_KEPT:  # a long-lived listener: start afresh
+                _LINEAGES.clear()
             _LINEAGES[key] = self._lineage()
         return _LINEAGES[key]
 

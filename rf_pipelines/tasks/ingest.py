@@ -18,6 +18,7 @@ import logging
 import sys
 
 import luigi
+from luigi.contrib.external_program import ExternalProgramRunError
 from luigi.contrib.spark import PySparkTask
 
 from rf_pipelines import config, operations, services
@@ -44,7 +45,7 @@ class _SceneTask(RfTask):
     def sources_digest(self):
         """8 hex digits of the scene's band sources: the scene COG and its tiles are made
         anew, at a new path, when the scene's files were (a bumped upload step, a replaced
-        file, a re-published product)."""
+        file)."""
         with db.connect(config.settings().database_url) as conn:
             sources = scenes.band_sources(conn, self.scene_id)
         return hashlib.sha1(json.dumps(sources).encode()).hexdigest()[:8]
@@ -55,7 +56,12 @@ class _SceneTask(RfTask):
 
     def on_failure(self, exception):
         message = super().on_failure(exception)
-        short = (str(exception).strip().splitlines() or [type(exception).__name__])[-1]
+        text = str(exception)
+        if isinstance(exception, ExternalProgramRunError):
+            # Its text ends with the program's environment: the reason is the driver's last
+            # stderr line (its exception), never the environment.
+            text = exception.err or exception.message
+        short = (text.strip().splitlines() or [type(exception).__name__])[-1]
         try:
             self.set_status(IngestStatus.FAILED, f"{self.task_family}: {short[:500]}")
         except RfError as err:
@@ -132,11 +138,15 @@ class RenderTiles(_SceneTask, PySparkTask):
         self.report_progress("rendering tiles on Spark", 20)
         # The Spark driver unpickles this task in another process: it reads and writes where
         # this process decided, whatever the code or settings there say.
+        cog_url = self.input().path
+        with _gdal_env(cog_url):
+            plan = pyramid.plan(cog_url)  # here, so that bad input fails with its reason
         self.pinned = {
-            "cog": self.input().path,
+            "cog": cog_url,
             "folder": self.folder(),
             "success": self.output().path,
             "written_by": self.written_by,
+            "plan": plan,
         }
         super().run()
         self.report_progress("tiles rendered", 100)
@@ -145,8 +155,7 @@ class RenderTiles(_SceneTask, PySparkTask):
         from rf_pipelines.spark.pyramid_job import render_pyramid
 
         pinned = self.pinned
-        with _gdal_env(pinned["cog"]):
-            plan = pyramid.plan(pinned["cog"])
+        plan = pinned["plan"]
         counts = render_pyramid(sc, pinned["cog"], pinned["folder"], plan)
         files.write_bytes(
             files.join(pinned["folder"], "plan.json"),

@@ -23,7 +23,7 @@ import rasterio.errors
 from rf_pipelines import config, ids, operations
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
-from rf_pipelines.errors import InvalidInput, RfError
+from rf_pipelines.errors import AlreadyRunning, InvalidInput, RfError
 from rf_pipelines.imagery import bands, cog, footprint, inspect, records, stac, thumbnail
 from rf_pipelines.targets import UploadStatusTarget, existing, files
 from rf_pipelines.tasks.base import RfTask
@@ -116,6 +116,11 @@ class UploadFileTask(RfTask):
 
     def on_failure(self, exception):
         message = super().on_failure(exception)
+        if isinstance(exception, AlreadyRunning):
+            # Not the file's fault (its scene is being ingested, say): the run ends
+            # unfinished, what it claimed is released, and a later run does it.
+            log.warning("%s: %s; left for a later run", self.label, exception)
+            return message
         short = str(exception).strip().splitlines()[0] if str(exception).strip() else ""
         try:
             with db.transaction(config.settings().database_url) as conn:

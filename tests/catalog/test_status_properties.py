@@ -117,6 +117,10 @@ def _rerun(database_url, upload_id, scene_id, markers):
     that did not finish, then process the upload (the steps of files without a marker, then
     ProcessUpload's settle), then ingest the good file's scene."""
     with db.transaction(database_url) as conn:
+        # An ingest left INGESTING ends or is reaped first (replace is refused meanwhile).
+        if scenes.get_scene(conn, scene_id, lock=True)["ingest_status"] == "INGESTING":
+            scenes.set_ingest_status(conn, scene_id, IngestStatus.TOBEINGESTED, "reaped")
+    with db.transaction(database_url) as conn:
         upload = uploads.get_upload(conn, upload_id, lock=True)
         if upload["upload_status"] == UploadStatus.UPLOADING:
             name = upload["status_reason"].removeprefix("replacing ")

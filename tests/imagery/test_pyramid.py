@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import rasterio
+import rasterio.transform
 from rasterio.io import MemoryFile
 from rio_tiler.io import Reader
 
@@ -71,8 +72,31 @@ def test_a_geostationary_view_is_planned_over_its_disk_only():
     # The disk on the Earth (to about ±81.3°), cut at ±180° so it spans every longitude;
     # rio-tiler's bounds of the raster's corners, in space, had west > east.
     assert -81.3 < south < -78 and 78 < north < 81.3
-    assert (west, east) == (-180, 180)
-    assert pyramid.tiles(plan)
+    # Cut at ±180°: from about 59.5°E across the antimeridian to about 138.3°W, not the
+    # whole width of the world.
+    assert 55 < west < 65 and -142 < east < -134
+    everything = pyramid.tiles({**plan, "bounds": [-180, south, 180, north]})
+    assert 0 < len(pyramid.tiles(plan)) < len(everything)
+
+
+def test_a_scene_across_the_antimeridian_is_planned_over_its_own_tiles(tmp_path):
+    path = tmp_path / "fiji.tif"
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=256,
+        height=256,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=rasterio.transform.from_origin(179.5, -17.0, 1 / 256, 1 / 256),
+    ) as dst:
+        dst.write(np.full((1, 256, 256), 7, dtype="uint8"))
+    plan = pyramid.plan(str(path))
+    west, _, east, _ = plan["bounds"]
+    assert west > east  # 179.5 .. -179.5, across 180
+    assert len(pyramid.tiles(plan)) < 50
 
 
 def test_a_scene_beyond_web_mercator_is_refused_with_its_reason():

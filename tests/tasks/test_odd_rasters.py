@@ -61,3 +61,40 @@ def _registered(database_url, upload_id, entry):
         with open(local) as item:
             assert json.load(item)["geometry"] == scene["data_footprint_4326"]
     return scene
+
+
+def test_a_scene_beyond_web_mercator_fails_its_ingest_with_the_reason(
+    tmp_path, database_url, settings_env
+):
+    from click.testing import CliRunner
+
+    from rf_pipelines.cli import cli
+
+    settings_env.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
+    settings_env.setenv("RF_DATABASE_URL", database_url)
+    upload_id = uploading.create_upload(
+        [str(rasters.GEOTIFF / "Copernicus_DSM_COG_30_S90_00_W164_00_DEM.tif")], "ines"
+    )
+    _process(upload_id)
+    with db.connect(settings_env_url()) as conn:
+        scene_id = _summary_id(conn, upload_id)
+    result = CliRunner().invoke(cli, ["ingest", scene_id])
+    assert result.exit_code == 3, result.output
+    with db.connect(settings_env_url()) as conn:
+        scene = scenes.get_scene(conn, scene_id)
+    assert scene["ingest_status"] == "FAILED"
+    assert scene["status_reason"].startswith("RenderTiles: ")
+    assert "beyond Web Mercator" in scene["status_reason"]
+    assert "ENVIRONMENT" not in scene["status_reason"]
+
+
+def settings_env_url():
+    from rf_pipelines import config
+
+    return config.settings().database_url
+
+
+def _summary_id(conn, upload_id):
+    from rf_pipelines.catalog import uploads
+
+    return uploads.upload_summary(conn, upload_id)["files"][0]["scene_id"]
