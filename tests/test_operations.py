@@ -300,6 +300,3 @@ def test_a_run_whose_shared_work_failed_in_the_other_run_exits_3_not_7(tmp_path,
     # The run that ran a reports the other run's failure.
     other = outputs[[str(p.pid) for p in procs].index(pids["a"])]
     assert "failed in another run sharing this work (see luigid): SlowStep_" in other
-    # The run that ran b failed while a was still the other run's: it says so.
-    failed = outputs[[str(p.pid) for p in procs].index(pids["b"])]
-    assert "SlowStep(folder=" in failed and "already running on another worker" in failed

@@ -3,6 +3,7 @@ returning a bool."""
 
 import logging
 import os
+import time
 import urllib.request
 
 import luigi
@@ -88,27 +89,44 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         _prune_dead_workers()
     if roles:
         params["worker_scheduler_factory"] = RoleWorkerFactory(roles)
+
+    def run_luigi():
+        try:
+            return luigi.build(list(tasks), **params)
+        except BaseException:
+            # luigid went away for longer than the worker's RPC retries, say: what the run's
+            # tasks claimed is put back all the same (once luigid can say nobody works on it).
+            if not local_scheduler:
+                _release_claims(tasks)
+            raise
+
     try:
-        result = luigi.build(list(tasks), **params)
-    except BaseException:
-        # luigid went away for longer than the worker's RPC retries, say: what the run's
-        # tasks claimed is put back all the same (once luigid can say nobody works on it).
-        if not local_scheduler:
-            _release_claims(tasks)
-        raise
+        result = run_luigi()
+        code = exit_code(result, roles)
+        held = []
+        if code and not local_scheduler:
+            # Part of the work may still be another worker's: a live one finishes it, a dead
+            # one's is freed once luigid drops it. Wait for that (bounded); what was freed,
+            # this run takes over in a second pass, so that it does not end with rows claimed
+            # by nobody. What is still held then is named in the run's lines.
+            before = set(_held_elsewhere(result))
+            held = _wait_for_held(result) if before else []
+            scheduled = result.worker._scheduled_tasks
+            if any(not _done(scheduled[i]) for i in before - set(held)):
+                result = run_luigi()
+                code = exit_code(result, roles)
+                held = _held_elsewhere(result)
     finally:
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
-    code = exit_code(result, roles)
-    # A task of this run failed while part of its work may still be another worker's (or a
-    # dead one's, until luigid lets it go): the failures so far are not the whole story.
-    held = _held_elsewhere(result) if code == TASK_FAILED and not local_scheduler else []
+    held = held if code == TASK_FAILED else []
     elsewhere = []
     if code in (NOT_RUN, ALREADY_RUNNING) and not local_scheduler:
         code, elsewhere = _shared_outcome(tasks, code)
     if code and not local_scheduler:
         _release_claims([*tasks, *result.worker._scheduled_tasks.values()])
-    failures = runs.failures(run) if code else []
+    # A task that failed in both passes is reported once, as it failed last.
+    failures = list({f["task_id"]: f for f in runs.failures(run)}.values()) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
     if failures and notify:
@@ -166,6 +184,28 @@ def _held_elsewhere(result):
     except Exception:  # noqa: BLE001 - luigid away: what it runs is unknown, say nothing
         return []
     return sorted(set(result.worker._scheduled_tasks) & set(running))
+
+
+def _done(task):
+    try:
+        return task.complete()
+    except Exception:  # noqa: BLE001 - unknown counts as not done
+        return False
+
+
+def _wait_for_held(result, timeout=None):
+    """Waits while luigid has tasks of this run RUNNING on another worker, asking luigid to
+    drop dead workers every second, for at most WORKER_DISCONNECT_DELAY_S + 5 s. Returns the
+    ids still held."""
+    from rf_pipelines.scheduler import WORKER_DISCONNECT_DELAY_S
+
+    deadline = time.monotonic() + (WORKER_DISCONNECT_DELAY_S + 5 if timeout is None else timeout)
+    held = _held_elsewhere(result)
+    while held and time.monotonic() < deadline:
+        time.sleep(1)
+        _prune_dead_workers()
+        held = _held_elsewhere(result)
+    return held
 
 
 def _held_line(held):
