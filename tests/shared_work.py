@@ -1,7 +1,7 @@
 """Two slow steps under one root, run by `python -m tests.shared_work FOLDER` through the
 suite's luigid: the concurrency test starts two of these at once. Each step records which
 process ran it, so the test can tell that every task ran exactly once; the step named by
-RF_TEST_FAILING_STEP fails at once."""
+RF_TEST_FAILING_STEP fails at once, and the other one then takes RF_TEST_HOLD_SECONDS."""
 
 import os
 import sys
@@ -31,7 +31,8 @@ class SlowStep(luigi.Task):
         if self.name == os.environ.get("RF_TEST_FAILING_STEP"):
             raise RuntimeError(f"step {self.name} fails, as the test asked")
         # With a failing step, the other one outlasts the run that failed by far.
-        time.sleep(6 if os.environ.get("RF_TEST_FAILING_STEP") else 2)
+        held = 6 if os.environ.get("RF_TEST_FAILING_STEP") else 2
+        time.sleep(float(os.environ.get("RF_TEST_HOLD_SECONDS", held)))
         with self.output().open("w") as out:
             out.write(str(os.getpid()))
 

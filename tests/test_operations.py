@@ -300,3 +300,21 @@ def test_a_run_whose_shared_work_failed_in_the_other_run_exits_3_not_7(tmp_path,
     # The run that ran a reports the other run's failure.
     other = outputs[[str(p.pid) for p in procs].index(pids["a"])]
     assert "failed in another run sharing this work (see luigid): SlowStep_" in other
+
+
+def test_a_failed_run_names_work_another_worker_holds_past_its_wait(tmp_path, local_services):
+    """Step a holds on in the other run longer than a run waits (20 s): the run that failed b
+    ends all the same, exits 3, and says that a is still another worker's."""
+    argv = [sys.executable, "-m", "tests.shared_work", str(tmp_path)]
+    env = {**os.environ, "RF_TEST_FAILING_STEP": "b", "RF_TEST_HOLD_SECONDS": "35"}
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    ran = sorted(p.name for p in tmp_path.glob("*.ran-by-*"))
+    pids = {name.split(".")[0]: name.rsplit("-", 1)[1] for name in ran}
+    index = [str(p.pid) for p in procs].index(pids["b"])
+    assert procs[index].returncode == 3, outputs[index]
+    assert "already running on another worker" in outputs[index]
+    assert "SlowStep_" in outputs[index].split("already running on another worker")[1]
