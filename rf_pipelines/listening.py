@@ -197,8 +197,9 @@ INGEST = "ingest"
 
 def _run_job(kind, object_id):
     """(outcome, reason) of processing an upload or ingesting a scene through luigid:
-    stored when done, rejected when every failure is bad input (the row is FAILED with the
-    reasons), retry on anything else: transient, unknown, or another worker running it."""
+    stored when done, rejected when every failure is bad input and the row ended FAILED with
+    the reasons, retry on anything else: transient, unknown, another worker running it, or an
+    upload put back unfinished."""
     from rf_pipelines.catalog import scenes
     from rf_pipelines.errors import BuildFailed
     from rf_pipelines.tasks import IngestScene, ProcessUpload
@@ -217,7 +218,11 @@ def _run_job(kind, object_id):
         if any(f.get("kind") == "config" for f in err.failures):
             # This worker's settings are wrong, not the message: keep it for a fixed worker.
             return "retry", err.lines[-1]
-        if err.failures and all(f.get("kind") == "permanent" for f in err.failures):
+        if (
+            err.failures
+            and all(f.get("kind") == "permanent" for f in err.failures)
+            and _finished_failed(kind, object_id)
+        ):
             return "rejected", f"{kind} {object_id} failed: {err.lines[-1]}"
         if err.exit_code == ALREADY_RUNNING:
             return "retry", f"{kind} {object_id} is being run by another worker"
@@ -228,6 +233,18 @@ def _run_job(kind, object_id):
         return "rejected", str(err)
     except Exception as err:  # noqa: BLE001 - transient: the message comes back later
         return "retry", str(err)
+
+
+def _finished_failed(kind, object_id):
+    """True when the upload or scene ended FAILED: its bad input is the last word. An upload
+    put back unfinished (luigid went away, say) is not, though its failures so far are bad
+    input: the message comes back and the rest is done."""
+    from rf_pipelines.catalog import scenes, uploads
+
+    with db.connect(config.settings().database_url) as conn:
+        if kind == UPLOAD:
+            return uploads.get_upload(conn, object_id)["upload_status"] == "FAILED"
+        return scenes.get_scene(conn, object_id)["ingest_status"] == "FAILED"
 
 
 def _store(records):

@@ -193,6 +193,34 @@ def test_an_upload_that_crashed_stays_on_the_queue(queues, monkeypatch):
     assert [line["outcome"] for line in lines if "message" in line] == ["stored"], out
 
 
+def test_an_upload_put_back_unfinished_stays_on_the_queue_despite_a_bad_file(
+    queues, tmp_path, monkeypatch
+):
+    # Seen in the fault campaign: luigid was killed under the run; the corrupt file had
+    # failed (bad input) but the good one was put back unfinished: not the message's end.
+    from rf_pipelines import listening, uploading
+    from rf_pipelines.errors import BuildFailed
+    from rf_pipelines.tasks import runner
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    (tmp_path / "bad.tif").write_text("not a raster")
+    upload_id = uploading.create_upload(
+        [str(rasters.GEOTIFF / "byte.tif"), str(tmp_path / "bad.tif")], "listener"
+    )
+    failure = {"task_id": "t", "family": "ValidateUploadFile", "kind": "permanent"}
+
+    def interrupted(tasks, **kwargs):  # the upload is left UPLOADED, as a release leaves it
+        raise BuildFailed("", exit_code=3, lines=["bad.tif failed"], failures=[failure])
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runner, "build", interrupted)
+        assert listening._run_job(listening.UPLOAD, str(upload_id))[0] == "retry"
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    code, lines, out = _listen(url)  # a whole run: the upload ends FAILED, then rejected
+    assert [line["outcome"] for line in lines if "message" in line] == ["rejected"], out
+
+
 def test_an_ingest_message_runs_the_scene_ingest(queues):
     from rf_pipelines import uploading
     from rf_pipelines.catalog import scenes, uploads
