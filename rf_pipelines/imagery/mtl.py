@@ -13,6 +13,9 @@ ROOTS = ("LANDSAT_METADATA_FILE", "L1_METADATA_FILE")  # Collection 2, Collectio
 def parse_text(text, label):
     """Parses an ODL ``_MTL.txt`` into nested dicts.
 
+    The file is complete once its top-level group closes: the ``END`` line that should follow
+    is missing from some real files (a Landsat 9 MTL among them), and is not required.
+
     Args:
         text: the file's content.
         label: the file's name, for messages.
@@ -22,7 +25,8 @@ def parse_text(text, label):
         left as written (numbers are converted by ``number``).
 
     Raises:
-        InvalidInput: a malformed line, unbalanced groups, or no END line.
+        InvalidInput: a malformed line, unbalanced groups, or a group left open at the end
+        of the file (a truncated file).
     """
     stack = [{}]
     names = []
@@ -51,7 +55,11 @@ def parse_text(text, label):
             names.pop()
         else:
             stack[-1][key] = value[1:-1] if value.startswith('"') and value.endswith('"') else value
-    raise InvalidInput(f"{label}: the file ends without END (truncated?)")
+    if names:
+        raise InvalidInput(
+            f"{label}: GROUP {names[-1]} is not closed at the end of the file (truncated?)"
+        )
+    return stack[0]
 
 
 def parse_json(text, label):

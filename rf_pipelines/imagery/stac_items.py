@@ -1,4 +1,5 @@
-"""Scene records from STAC items (any STAC API collection; STAC 1.x and USGS's 0.7 items).
+"""Scene records from STAC items (any STAC API collection; STAC 1.x, 1.0.0-beta and USGS's
+0.7 items).
 
 The item alone gives a complete record: geometry for the footprints, properties for time,
 clouds and sun, assets for bands, metadata files and browse images. Landsat items can be
@@ -6,11 +7,15 @@ completed from their MTL file (see ``merge_landsat_mtl``).
 """
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from rf_pipelines.errors import InvalidInput
 from rf_pipelines.imagery import geometry, landsat
 
 _MTL_ASSETS = ("mtl.json", "MTL.json", "mtl.txt", "MTL.txt")
+# Media types of band files, without their parameters: GeoTIFF and COG ("image/tiff;
+# application=geotiff; profile=cloud-optimized"), and the pre-1.0 STAC name USGS still writes.
+_GEOTIFF_TYPES = ("image/tiff", "image/vnd.stac.geotiff")
 
 
 def item_id(item, label="item"):
@@ -65,9 +70,8 @@ def scene_record(item, datasource, label=None):
         "sun_azimuth": _number(props, ("view:sun_azimuth", "eo:sun_azimuth"), label),
         "sun_elevation": _number(props, ("view:sun_elevation", "eo:sun_elevation"), label),
         "footprints": {"data": footprints, "tile": footprints},
-        "bands": _bands(assets),
-        "metadata_files": [_self_href(item)]
-        + [a["href"] for a in assets.values() if "metadata" in (a.get("roles") or [])],
+        "bands": _bands(assets, props.get("eo:bands") or [], label),
+        "metadata_files": [_self_href(item)] + [a["href"] for a in assets.values() if _metadata(a)],
         "thumbnails": _thumbnails(assets),
         "scene_metadata": {
             "stac_collection": item.get("collection"),
@@ -136,16 +140,12 @@ def _number(props, keys, label):
     return None
 
 
-def _bands(assets):
+def _bands(assets, item_bands, label):
     bands = []
     for key, asset in assets.items():
-        roles = asset.get("roles") or []
-        described = [b for b in asset.get("eo:bands") or [] if isinstance(b, dict)]
-        if "data" not in roles or len(described) != 1:
-            continue
-        band = described[0]
-        if any(b["name"] == (band.get("name") or key) for b in bands):
-            continue  # the same band in another format (Earth Search's JP2 beside the COG)
+        band = _one_band(key, asset, item_bands, label)
+        if band is None or any(b["name"] == (band.get("name") or key) for b in bands):
+            continue  # not a band, or one already listed by another asset
         raster = (asset.get("raster:bands") or [{}])[0]
         width = band.get("full_width_half_max")
         centre = band.get("center_wavelength")
@@ -159,21 +159,75 @@ def _bands(assets):
                     if centre is not None and width is not None
                     else [centre, centre]
                 ),
-                "resolution": raster.get("spatial_resolution") or asset.get("gsd"),
+                "resolution": (
+                    raster.get("spatial_resolution") or asset.get("gsd") or band.get("gsd")
+                ),
                 "url": asset.get("href"),
             }
         )
     return bands
 
 
+def _one_band(key, asset, item_bands, label):
+    """The eo:bands entry of an asset that is one band of data, else None.
+
+    A band is a GeoTIFF that describes exactly one band. Roles are optional (Planetary
+    Computer's older items have none); where an asset has roles, it is a band only with
+    "data" (not a thumbnail, overview, metadata or QA mask). STAC 0.x and 1.0.0-beta items
+    (USGS's) give the band as an index into the item's properties["eo:bands"].
+
+    Raises:
+        InvalidInput: the index is not a band of properties["eo:bands"].
+    """
+    roles = asset.get("roles")
+    described = asset.get("eo:bands")
+    if (roles and "data" not in roles) or not _is_geotiff(asset):
+        return None
+    one_band = len(asset.get("raster:bands") or [{}]) == 1  # raster:bands, where given, agree
+    if not isinstance(described, list) or len(described) != 1 or not one_band:
+        return None
+    band = described[0]
+    if isinstance(band, dict):
+        return band
+    if isinstance(band, int) and 0 <= band < len(item_bands) and isinstance(item_bands[band], dict):
+        return item_bands[band]
+    raise InvalidInput(
+        f"{label}: asset {key}: eo:bands {band!r} is not an index into the item's "
+        f"properties eo:bands ({len(item_bands)} bands)"
+    )
+
+
+def _is_geotiff(asset):
+    media_type = asset.get("type")
+    if media_type is None:  # untyped: known by the file name
+        path = urlsplit(str(asset.get("href") or "")).path
+        return path.lower().endswith((".tif", ".tiff"))
+    return media_type.split(";")[0].strip().lower() in _GEOTIFF_TYPES
+
+
+# Assets without roles (Planetary Computer's and USGS's older items) are known by their key.
+_ROLELESS_THUMBNAILS = {"thumbnail": "SMALL", "reduced_resolution_browse": "LARGE"}
+_METADATA_TYPES = ("text/plain", "application/xml", "application/json", "text/xml")
+
+
+def _metadata(asset):
+    """A metadata file: by its role, or, without roles, by a text, XML or JSON media type."""
+    roles = asset.get("roles")
+    if roles:
+        return "metadata" in roles
+    return str(asset.get("type") or "").split(";")[0].strip() in _METADATA_TYPES
+
+
 def _thumbnails(assets):
     thumbs = {}
-    for asset in assets.values():
+    for key, asset in assets.items():
         roles = asset.get("roles") or []
         if "thumbnail" in roles:
             thumbs.setdefault("SMALL", asset["href"])
         elif "overview" in roles:
             thumbs.setdefault("LARGE", asset["href"])
+        elif not roles and key in _ROLELESS_THUMBNAILS:
+            thumbs.setdefault(_ROLELESS_THUMBNAILS[key], asset["href"])
     return thumbs
 
 

@@ -11,6 +11,7 @@ LANDSAT = TESTDATA / "landsat"
 C1_TXT = "LC08_L1TP_016037_20170813_20170814_01_RT_MTL.txt"
 C1_JSON = "LC08_L1GT_178119_20180103_20180103_01_RT_MTL.json"
 C2 = "LC08_L2SP_001062_20201031_20201106_02_T2_MTL"
+L9_TXT = "LC09_L2SP_010065_20220129_20220131_02_T1_MTL.txt"  # as stored: no final END line
 
 
 def _record(name, text=None):
@@ -66,7 +67,10 @@ def test_real_time_and_tier_1_share_a_scene_key():
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda t: t[: t.rindex("END")], "ends without END"),
+        (
+            lambda t: t[: t.index("  END_GROUP = PRODUCT_METADATA")],
+            "GROUP PRODUCT_METADATA is not closed",
+        ),
         (lambda t: t.replace("    CLOUD_COVER = 26.70\n", ""), "missing field CLOUD_COVER"),
         (
             lambda t: t.replace("CLOUD_COVER = 26.70", "CLOUD_COVER = cloudy"),
@@ -84,6 +88,42 @@ def test_malformed_mtl_names_the_file_and_the_problem(mangle, message):
     with pytest.raises(InvalidInput, match=message) as err:
         _record(C1_TXT, mangle(text))
     assert str(err.value).startswith(C1_TXT)
+
+
+def test_landsat_9_mtl_without_its_end_line():
+    # The file ends with END_GROUP = LANDSAT_METADATA_FILE: complete, though no END follows.
+    text = (LANDSAT / L9_TXT).read_text()
+    assert text.rstrip().splitlines()[-1] == "END_GROUP = LANDSAT_METADATA_FILE"
+    record = _record(L9_TXT)
+    assert record["product_id"] == "LC09_L2SP_010065_20220129_20220131_02_T1"
+    assert record["datasource"] == "Landsat 9 C2"
+    assert record["acquisition_date"].isoformat() == "2022-01-29T15:28:34.396428+00:00"
+    assert record["cloud_cover"] == 21.12
+    assert [b["name"] for b in record["bands"]] == [f"B{i}" for i in range(1, 8)] + ["B10"]
+    assert record["scene_metadata"]["path"] == 10 and record["scene_metadata"]["row"] == 65
+
+
+def test_collection_1_mtl_without_its_end_line():
+    # The real C1 file has its END line: the test strips it. L1_METADATA_FILE closing
+    # completes the file as LANDSAT_METADATA_FILE does in Collection 2.
+    text = (LANDSAT / C1_TXT).read_text()
+    assert text.endswith("END_GROUP = L1_METADATA_FILE\nEND\n")
+    without_end = text[: -len("END\n")]
+    assert _record(C1_TXT, without_end) == _record(C1_TXT, text)
+
+
+@pytest.mark.parametrize(
+    ("cut_before", "group"),
+    [
+        ("END_GROUP = LANDSAT_METADATA_FILE", "LANDSAT_METADATA_FILE"),
+        ("  END_GROUP = IMAGE_ATTRIBUTES", "IMAGE_ATTRIBUTES"),
+    ],
+)
+def test_a_group_left_open_is_truncation(cut_before, group):
+    text = (LANDSAT / L9_TXT).read_text()
+    with pytest.raises(InvalidInput, match=f"GROUP {group} is not closed") as err:
+        _record(L9_TXT, text[: text.index(cut_before)])
+    assert str(err.value).startswith(L9_TXT)
 
 
 def test_malformed_json():
