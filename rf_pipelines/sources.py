@@ -3,8 +3,11 @@
 A source's ``discover(day)`` returns the day's entries: metadata URLs (bucket layouts) or
 STAC items (STAC APIs), which the manifest stores as they are. ``product_id(entry)`` tells,
 without reading anything, which product an entry is, so entries already imported are
-skipped; ``read_batch(entries)`` returns a record or the reason for each. Discovery errors
-propagate (the day fails and is retried); a bad entry fails that scene alone.
+skipped; ``read_batch(entries)`` returns, for each, a record or the error that stopped it:
+``InvalidInput`` when the entry itself is bad (its metadata is missing or malformed: reading
+again cannot help), ``TransientError`` when it could not be read (a 5xx answer, a timeout, a
+refused connection: a later read may succeed). Discovery errors propagate (the day fails and
+is retried); a bad entry fails that scene alone.
 """
 
 import hashlib
@@ -16,7 +19,6 @@ from rf_pipelines.errors import (
     InvalidInput,
     MissingBucket,
     PermanentError,
-    RfError,
     TransientError,
 )
 from rf_pipelines.imagery import mtl, sentinel2, stac_items
@@ -88,26 +90,26 @@ class Sentinel2Bucket:
         return ref
 
     def read_chunks(self, refs):
-        """(refs, outcomes) chunk by chunk: a scene record, or the reason it could not be
-        read, for each tileInfo.json."""
+        """(refs, outcomes) chunk by chunk: a scene record, or the error that stopped it, for
+        each tileInfo.json."""
         for chunk, bodies in prefetched(refs):
             yield chunk, [self._record(r, b) for r, b in zip(chunk, bodies, strict=True)]
 
     def read_batch(self, refs):
-        """A scene record, or the reason it could not be read, for each tileInfo.json."""
+        """A scene record, or the error that stopped it, for each tileInfo.json."""
         return [o for _, outcomes in self.read_chunks(refs) for o in outcomes]
 
     def _record(self, ref, body):
         if ref.endswith("productInfo.json"):
-            return f"{ref}: productInfo.json is missing or lists no tiles"
-        if isinstance(body, FileNotFoundError):
-            return f"{ref}: the tile's metadata is missing"
+            return InvalidInput(f"{ref}: productInfo.json is missing or lists no tiles")
         if isinstance(body, Exception):
-            return f"{ref}: cannot be read ({body})"
+            return read_failure(ref, "the tile's metadata", body)
         try:
             return sentinel2.scene_record(json.loads(body), ref, self.root)
-        except ValueError as err:  # InvalidInput is a ValueError too
-            return str(err) if isinstance(err, RfError) else f"{ref}: not valid JSON ({err})"
+        except InvalidInput as err:
+            return err
+        except ValueError as err:
+            return InvalidInput(f"{ref}: not valid JSON ({err})")
 
 
 class StacApi:
@@ -194,8 +196,8 @@ class StacApi:
     def _item_record(self, item):
         try:
             return stac_items.scene_record(item, self.datasource, f"item {self.label(item)}")
-        except RfError as err:
-            return str(err)
+        except PermanentError as err:
+            return err
 
     def _mtl_url(self, item):
         href = stac_items.mtl_href(item)
@@ -204,16 +206,26 @@ class StacApi:
     def _with_mtl(self, record, url, body):
         label = f"item {record['product_id']}"
         if url is None:
-            return f"{label}: the item has no MTL asset"
-        if isinstance(body, FileNotFoundError):
-            return f"{label}: its MTL file {url} is missing"
+            return InvalidInput(f"{label}: the item has no MTL asset")
         if isinstance(body, Exception):
-            return f"{label}: its MTL file {url} cannot be read ({body})"
+            return read_failure(label, f"its MTL file {url}", body)
         try:
             flat = mtl.parse(body.decode("utf-8", "replace"), url)
             return stac_items.merge_landsat_mtl(record, flat, url)
-        except RfError as err:
-            return str(err)
+        except PermanentError as err:
+            return err
+
+
+def read_failure(label, what, error):
+    """The outcome of an entry whose object could not be read: ``InvalidInput`` when it is
+    missing (the entry names nothing), else ``TransientError``: a 5xx answer, a timeout or a
+    refused connection that outlived the reader's own retries, or a refusal (403) that a
+    fixed setting cures (requester pays, credentials); none is the entry's fault."""
+    if isinstance(error, FileNotFoundError):
+        return InvalidInput(f"{label}: {what} is missing")
+    if isinstance(error, PermanentError):
+        return error
+    return TransientError(f"{label}: {what} cannot be read ({' '.join(str(error).split())[:300]})")
 
 
 def get_source(name):

@@ -19,7 +19,7 @@ import luigi
 
 from rf_pipelines import config, operations, sources
 from rf_pipelines.catalog import db, imports
-from rf_pipelines.errors import PermanentError
+from rf_pipelines.errors import PermanentError, TransientError, is_transient
 from rf_pipelines.tasks.base import RfTask
 
 BATCH_SIZE = 500
@@ -27,6 +27,10 @@ BATCH_SIZE = 500
 
 class DayFailed(PermanentError):
     """Some scenes of a day could not be imported; the others are."""
+
+
+class DayUnread(TransientError):
+    """Some scenes of a day could not be read (the store failed); a rerun reads them again."""
 
 
 class _DayTask(RfTask):
@@ -104,7 +108,8 @@ class ImportBatch(_FromManifest):
         self.report_progress(f"{where}: {done:,} of {len(manifest):,} scenes of the day", 100)
         if failures:
             first = next(iter(failures.items()))
-            raise DayFailed(
+            kind = DayUnread if any(map(is_transient, failures.values())) else DayFailed
+            raise kind(
                 f"{self.source} {self.day}: {len(failures)} of {len(entries)} scenes in batch "
                 f"{self.batch} failed, e.g. {first[0]}: {first[1]}"
             )
@@ -112,7 +117,7 @@ class ImportBatch(_FromManifest):
     def _import(self, source, entries):
         """Reads the entries chunk by chunk and upserts each chunk's scenes while the next is
         read, all in one transaction that ends with this batch's marker, or with the failed
-        scenes recorded (no marker) when any failed. Returns {label: reason} of failures."""
+        scenes recorded (no marker) when any failed. Returns {label: error} of failures."""
         failures = {}
         with db.transaction(self.database()) as conn, ThreadPoolExecutor(1) as writer:
             pending = None
@@ -132,7 +137,8 @@ class ImportBatch(_FromManifest):
             done = [source.label(e) for e in entries if source.label(e) not in failures]
             imports.clear_failures(conn, self.source, self.day, done)
             if failures:
-                imports.record_failures(conn, self.source, self.day, failures)
+                reasons = {label: str(error) for label, error in failures.items()}
+                imports.record_failures(conn, self.source, self.day, reasons)
             else:
                 self.output().write(conn)
         return failures
