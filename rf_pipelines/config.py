@@ -105,6 +105,11 @@ class RfConfig(luigi.Config):
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
         "RF_S3_ENDPOINT_URL; default AWS itself).",
     )
+    runs_keep_days = luigi.Parameter(
+        default="",
+        description="Days the run folders under RF_HOME/runs (local task logs, failure "
+        "records) are kept; published logs are not touched (env RF_RUNS_KEEP_DAYS; default 7).",
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class Settings:
     landsat_collections: tuple = ("landsat-c2l2-sr",)
     asset_mirrors: tuple = ()
     history_database_url: str = ""
+    runs_keep_days: int = 7
 
     @property
     def task_history_url(self):
@@ -208,6 +214,8 @@ def load_settings():
         ["RF_HISTORY_DATABASE_URL"], cfg.history_database_url, "history_database_url"
     )
     history = parse_database_url(history, source) if history else ""
+    keep, source = _pick(["RF_RUNS_KEEP_DAYS"], cfg.runs_keep_days, "runs_keep_days")
+    keep = parse_positive_int(keep, source) if keep else Settings.runs_keep_days
     return Settings(
         home,
         data_root,
@@ -218,6 +226,7 @@ def load_settings():
         landsat_collections=collections or Settings.landsat_collections,
         asset_mirrors=mirrors,
         history_database_url=history,
+        runs_keep_days=keep,
         **urls,
     )
 

@@ -12,6 +12,8 @@ import datetime
 import json
 import logging
 import os
+import shutil
+import time
 import traceback
 import uuid
 from pathlib import Path
@@ -28,6 +30,10 @@ LOGS_URL_ENV = "RF_LOGS_URL"
 COMMAND_LOG_ENV = "RF_COMMAND_LOG"
 _MESSAGE_LIMIT = 400
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"
+# A long-running process (the listener) starts many runs: it prunes at most this often.
+PRUNE_EVERY_S = 600
+_last_prune = {}  # runs folder -> monotonic time of its last prune by this process
+log = logging.getLogger(__name__)
 
 
 def start():
@@ -36,11 +42,35 @@ def start():
     Returns:
         Path: the folder.
     """
+    settings = config.settings()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-    folder = config.settings().home / "runs" / f"{stamp}-{uuid.uuid4().hex[:8]}"
+    folder = settings.home / "runs" / f"{stamp}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[ENV] = str(folder)
+    now = time.monotonic()
+    if now - _last_prune.get(folder.parent, -PRUNE_EVERY_S) >= PRUNE_EVERY_S:
+        _last_prune[folder.parent] = now
+        prune(folder.parent, settings.runs_keep_days)
     return folder
+
+
+def prune(runs_folder, keep_days):
+    """Removes what under ``runs_folder`` was last changed more than ``keep_days`` ago: run
+    folders and the loose task logs of ``adhoc``. Returns how many entries it removed."""
+    cutoff = time.time() - keep_days * 86400
+    removed = 0
+    for entry in sorted(Path(runs_folder).glob("*")) + sorted(Path(runs_folder).glob("adhoc/*")):
+        try:
+            if entry.name == "adhoc" or entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError as err:  # another process pruning, or a file in use: next time
+            log.debug("could not remove %s: %s", entry, err)
+    return removed
 
 
 def failures(folder):
