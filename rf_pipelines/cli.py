@@ -582,22 +582,34 @@ def _report_import(source, reports):
 @click.argument("queue_url")
 @click.option("--once", is_flag=True, help="Stop when the queue is empty instead of waiting.")
 @click.option("--wait-seconds", default=20, show_default=True, help="SQS long-poll wait.")
-def listen_command(queue_url, once, wait_seconds):
-    """Import scenes as their notifications arrive on the SQS queue QUEUE_URL.
+@click.option(
+    "--batch",
+    default=10,
+    show_default=True,
+    help="Messages taken at a time (1-10); 1 shares long upload jobs among listeners.",
+)
+def listen_command(queue_url, once, wait_seconds, batch):
+    """Import scenes, process uploads and ingest scenes as their messages arrive on the SQS
+    queue QUEUE_URL.
 
-    A message is deleted only after its scene is stored; a malformed one is rejected with its
-    reason (to the queue's dead-letter queue when it has one). Prints one JSON line for each
-    message, and a last line with the counts.
+    A message stays invisible to other listeners while it waits and runs, and is deleted
+    only after its scene is stored or its job is done; a malformed or bad one is rejected
+    with its reason (to the queue's dead-letter queue when it has one); a transient failure
+    leaves it for a later delivery. SIGTERM finishes the current message, gives the others
+    back and exits 0. Prints one JSON line for each message, and a last line with the counts.
     """
     from rf_pipelines import listening
 
     _database()
     if not 0 <= wait_seconds <= 20:
         raise InvalidInput(f"--wait-seconds {wait_seconds} must be between 0 and 20")
+    if not 1 <= batch <= 10:
+        raise InvalidInput(f"--batch {batch} must be between 1 and 10")
     counts = listening.listen(
         queue_url,
         once=once,
         wait_seconds=wait_seconds,
+        batch=batch,
         report=lambda line: click.echo(json.dumps(line)),
     )
     click.echo(json.dumps({"done": counts}))

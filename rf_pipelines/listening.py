@@ -9,15 +9,29 @@ carries one of
 - ``{"ingest_scene_id": "..."}``: a scene to ingest, run as IngestScene through luigid.
 
 Each received batch is read with the import sources' code and stored in one transaction.
-A message is deleted only after its scene is stored. A malformed message or a scene whose
-metadata is bad is rejected for good: logged with its reason, sent to the queue's
-dead-letter queue when it has one, and deleted. A transient failure (database or store
-down) leaves the message on the queue, to come back after its visibility timeout; SQS moves
-it to the dead-letter queue after the redrive policy's maxReceiveCount.
+While a batch waits and runs, a thread keeps its messages invisible to other listeners
+(ChangeMessageVisibility, every third of the queue's visibility timeout), so a job longer
+than the timeout is not delivered twice. A message is deleted only after its scene is
+stored or its job is done.
+
+- **Permanent** (a malformed message, bad metadata, an upload or scene that does not exist,
+  an upload that ended FAILED on bad input): rejected for good, logged with its reason,
+  sent to the queue's dead-letter queue when it has one, and deleted.
+- **Transient** (the store answering 5xx, a timeout, a refused connection, the catalog or
+  luigid down, a job that crashed or was put back unfinished): the message is left alone
+  and comes back after its visibility timeout; SQS moves it to the dead-letter queue after
+  the redrive policy's maxReceiveCount.
+
+A failure to send to the dead-letter queue or to delete is logged; the message then comes
+back and is handled again (the imports are idempotent). SIGTERM (or Ctrl-C) lets the current
+message finish, gives the batch's other messages back to the queue (visibility 0) and ends
+the listener with exit 0.
 """
 
 import json
 import logging
+import signal
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
@@ -27,6 +41,8 @@ from rf_pipelines.errors import InvalidInput, NotFound, PermanentError, is_trans
 
 log = logging.getLogger(__name__)
 WRITTEN_BY = imports.LISTENER_WRITTEN_BY
+# Messages are held at least this long by each extension, whatever the queue says.
+MIN_HOLD_S = 2
 
 
 @dataclass
@@ -36,7 +52,7 @@ class Notification:
     message: dict
     source: object = None
     entry: object = None
-    outcome: str = ""  # stored, rejected, retry
+    outcome: str = ""  # stored, rejected, retry; stopped: not started, the listener stops
     reason: str = ""
     record: dict = field(default=None, repr=False)
 
@@ -77,8 +93,30 @@ def parse(body):
     raise InvalidInput("neither a STAC item nor an S3 event with one record")
 
 
+@dataclass
+class Queue:
+    """A queue as the listener uses it."""
+
+    sqs: object
+    url: str
+    dead_letters: str | None  # the dead-letter queue's URL, None without a redrive policy
+    visibility_s: int  # the queue's VisibilityTimeout
+
+
+def open_queue(queue_url):
+    """The queue at ``queue_url``, its dead-letter queue and its visibility timeout.
+
+    Raises:
+        InvalidInput: not a queue URL.
+        NotFound: no such queue.
+    """
+    sqs, dead_letters, attributes = queue_client(queue_url)
+    return Queue(sqs, queue_url, dead_letters, int(attributes.get("VisibilityTimeout", 30)))
+
+
 def queue_client(queue_url):
-    """The SQS client and the queue's dead-letter queue URL (None without a redrive policy).
+    """The SQS client, the queue's dead-letter queue URL (None without a redrive policy) and
+    the queue's attributes.
 
     Raises:
         InvalidInput: not a queue URL.
@@ -90,74 +128,209 @@ def queue_client(queue_url):
         )
     sqs = clients.aws_client("sqs")
     try:
-        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        ).get("Attributes", {})
     except sqs.exceptions.QueueDoesNotExist as err:
         raise NotFound(f"queue {queue_url} does not exist") from err
-    policy = attrs.get("Attributes", {}).get("RedrivePolicy")
+    policy = attrs.get("RedrivePolicy")
     if not policy:
-        return sqs, None
+        return sqs, None, attrs
     arn = json.loads(policy)["deadLetterTargetArn"]
     account, name = arn.split(":")[4], arn.split(":")[5]
-    return sqs, sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    dead = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return sqs, dead, attrs
 
 
-def listen(queue_url, once=False, wait_seconds=20, report=print):
-    """Receives and imports until interrupted (or, with ``once``, until the queue is empty).
+def listen(queue_url, once=False, wait_seconds=20, batch=10, report=print):
+    """Receives and imports until stopped (SIGTERM, Ctrl-C) or, with ``once``, until the
+    queue has nothing new.
 
     Args:
+        batch: messages received at a time (1-10).
         report: called with a dict per message (id, outcome, reason, scene).
 
     Returns:
         dict: counts of stored, rejected and retry outcomes.
     """
-    sqs, dead_letters = queue_client(queue_url)
+    queue = open_queue(queue_url)
     counts = {"stored": 0, "rejected": 0, "retry": 0}
     kept = set()  # messages left for a retry: with ``once``, each is tried once
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=0 if once else wait_seconds,
-            AttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        if once and all(m["MessageId"] in kept for m in messages):
-            return counts
-        if not messages:
-            continue
-        for note in handle(messages):
-            if note.outcome == "rejected" and dead_letters:
-                sqs.send_message(
-                    QueueUrl=dead_letters,
-                    MessageBody=note.message["Body"],
-                    MessageAttributes={
-                        "rejected_because": {
-                            "DataType": "String",
-                            "StringValue": note.reason[:1000],
-                        }
-                    },
-                )
-            if note.outcome in ("stored", "rejected"):
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=note.message["ReceiptHandle"])
-            else:
-                kept.add(note.message["MessageId"])
-                log.warning(
-                    "message %s left for a retry: %s", note.message["MessageId"], note.reason
-                )
-            counts[note.outcome] += 1
-            report(
-                {
-                    "message": note.message["MessageId"],
-                    "outcome": note.outcome,
-                    "reason": note.reason or None,
-                    "scene": note.record and note.record["scene_key"],
-                    "upload": note.entry if note.source is UPLOAD else None,
-                    "ingest": note.entry if note.source is INGEST else None,
-                }
+    with _Holder(queue) as holder, _Stop() as stop:
+        while not stop.requested:
+            with stop.interruptible():
+                messages = queue.sqs.receive_message(
+                    QueueUrl=queue.url,
+                    MaxNumberOfMessages=batch,
+                    WaitTimeSeconds=0 if once else wait_seconds,
+                    AttributeNames=["ApproximateReceiveCount"],
+                ).get("Messages", [])
+            if once and all(m["MessageId"] in kept for m in messages):
+                holder.release(messages)
+                return counts
+            holder.hold(messages)
+            for note in handle(messages, stop=stop):
+                if note.outcome == "stopped":
+                    holder.release([note.message])
+                    continue
+                _settle(queue, holder, note)
+                if note.outcome == "retry":
+                    kept.add(note.message["MessageId"])
+                counts[note.outcome] += 1
+                report(_report_line(note))
+    return counts
+
+
+def _settle(queue, holder, note):
+    """Ends a handled message: to the dead-letter queue and deleted when rejected, deleted
+    when stored, left to come back after its visibility timeout when it is to be retried.
+    A failed send or delete is logged: the message comes back and is handled again."""
+    holder.done(note.message)
+    message_id = note.message["MessageId"]
+    if note.outcome == "retry":
+        log.warning("message %s left for a retry: %s", message_id, note.reason)
+        return
+    try:
+        if note.outcome == "rejected" and queue.dead_letters:
+            queue.sqs.send_message(
+                QueueUrl=queue.dead_letters,
+                MessageBody=note.message["Body"],
+                MessageAttributes={"rejected_because": _text(note.reason[:1000] or "-")},
             )
+        queue.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=note.message["ReceiptHandle"])
+    except Exception as err:  # noqa: BLE001 - the message comes back: handled again
+        log.error("message %s (%s) could not be settled: %s", message_id, note.outcome, err)
+        note.reason = f"{note.reason} (not settled, it comes back: {err})".strip()
 
 
-def handle(messages):
-    """Reads and stores the scenes of a batch of messages; returns their Notifications."""
+def _report_line(note):
+    return {
+        "message": note.message["MessageId"],
+        "outcome": note.outcome,
+        "reason": note.reason or None,
+        "scene": note.record and note.record["scene_key"],
+        "upload": note.entry if note.source is UPLOAD else None,
+        "ingest": note.entry if note.source is INGEST else None,
+    }
+
+
+class _Holder:
+    """Keeps received messages invisible while they wait and run: a thread extends each
+    held message's visibility to the queue's timeout (at least MIN_HOLD_S) every third of
+    it, until the message is settled, given back or the listener stops."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.hold_s = max(queue.visibility_s, MIN_HOLD_S)
+        self.sqs = queue.sqs  # boto3 clients are safe to share among threads
+        self.handles = {}  # message id -> receipt handle
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sqs-visibility", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+        with self.lock:
+            leftover = list(self.handles.items())
+        self._change([(i, h) for i, h in leftover], 0)  # an interrupted job's message too
+        return False
+
+    def hold(self, messages):
+        with self.lock:
+            self.handles.update((m["MessageId"], m["ReceiptHandle"]) for m in messages)
+        if self.queue.visibility_s < MIN_HOLD_S:
+            self._change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], self.hold_s)
+
+    def done(self, message):
+        with self.lock:
+            self.handles.pop(message["MessageId"], None)
+
+    def release(self, messages):
+        """Gives messages back to the queue now (visibility 0)."""
+        for message in messages:
+            self.done(message)
+        self._change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], 0)
+
+    def _run(self):
+        while not self.stopped.wait(self.hold_s / 3):
+            with self.lock:
+                held = list(self.handles.items())
+            self._change(held, self.hold_s)
+
+    def _change(self, held, seconds):
+        for start in range(0, len(held), 10):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                for n, (_, handle) in enumerate(held[start : start + 10])
+            ]
+            try:
+                failed = self.sqs.change_message_visibility_batch(
+                    QueueUrl=self.queue.url, Entries=entries
+                ).get("Failed", [])
+            except Exception as err:  # noqa: BLE001 - tried again on the next beat
+                log.warning("could not set the visibility of %d messages: %s", len(entries), err)
+                continue
+            for failure in failed:
+                message_id = held[start + int(failure["Id"])][0]
+                log.warning(
+                    "could not set the visibility of message %s: %s",
+                    message_id,
+                    failure.get("Message") or failure.get("Code"),
+                )
+
+
+class _Stop:
+    """SIGTERM and SIGINT ask the listener to stop: the current message finishes, the others
+    go back to the queue. A wait for messages is cut short at once. (Signals reach only the
+    main thread: elsewhere the listener runs until its caller stops it.)"""
+
+    class _Interrupted(Exception):
+        pass
+
+    def __init__(self):
+        self.requested = False
+        self.waiting = False
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self.previous[number] = signal.signal(number, self._on_signal)
+        return self
+
+    def __exit__(self, kind, error, tb):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return kind is self._Interrupted
+
+    def _on_signal(self, number, frame):
+        log.warning("signal %d: stopping after the current message", number)
+        self.requested = True
+        if self.waiting:
+            raise self._Interrupted()
+
+    def interruptible(self):
+        stop = self
+
+        class _Waiting:
+            def __enter__(self):
+                stop.waiting = True
+
+            def __exit__(self, *exc):
+                stop.waiting = False
+                return False
+
+        return _Waiting()
+
+
+def handle(messages, stop=None):
+    """Reads and stores the scenes of a batch of messages; returns their Notifications.
+    Once ``stop.requested``, jobs not yet started are left ``stopped``."""
     notes = [Notification(m) for m in messages]
     for note in notes:
         try:
@@ -166,6 +339,9 @@ def handle(messages):
             note.outcome, note.reason = "rejected", f"malformed message: {err}"
             log.error("message %s rejected: %s", note.message.get("MessageId"), note.reason)
     for note in [n for n in notes if n.source in (UPLOAD, INGEST)]:
+        if stop is not None and stop.requested:
+            note.outcome = "stopped"
+            continue
         note.outcome, note.reason = _run_job(note.source, note.entry)
     for note in [n for n in notes if not n.outcome]:
         try:
@@ -175,10 +351,12 @@ def handle(messages):
         if isinstance(outcome, dict):
             outcome["scene_metadata"]["import_source"] = note.source.name
             note.record = outcome
-        elif isinstance(outcome, Exception) and is_transient(outcome):
-            note.outcome, note.reason = "retry", str(outcome)
-        else:
+        elif isinstance(outcome, PermanentError):
             note.outcome, note.reason = "rejected", str(outcome)
+        else:  # transient, or an unknown error: not the message's fault, it comes back
+            note.outcome, note.reason = "retry", str(outcome)
+            if not is_transient(outcome):
+                log.error("message %s: %r", note.message.get("MessageId"), outcome)
     ready = [n for n in notes if n.record is not None]
     if ready:
         try:
@@ -200,13 +378,15 @@ def _run_job(kind, object_id):
     stored when done, rejected when every failure is bad input and the row ended FAILED with
     the reasons, retry on anything else: transient, unknown, another worker running it, or an
     upload put back unfinished."""
-    from rf_pipelines.catalog import scenes
+    from rf_pipelines.catalog import scenes, uploads
     from rf_pipelines.errors import BuildFailed
     from rf_pipelines.tasks import IngestScene, ProcessUpload
     from rf_pipelines.tasks.runner import ALREADY_RUNNING, build
 
     try:
         if kind == UPLOAD:
+            with db.connect(config.settings().database_url) as conn:
+                uploads.get_upload(conn, object_id)  # NotFound: rejected, not retried
             task = ProcessUpload(upload_id=object_id)
         else:
             with db.transaction(config.settings().database_url) as conn:

@@ -2,13 +2,16 @@
 
 The step ``FAMILY`` raises ``InjectedFault`` the first time it runs in this process, either as
 it starts (``WHEN`` = ``start``) or at its first progress report, after it has recorded its
-status (``progress``); every other step runs as usual. When the fault fires, the file named by
-``RF_FAULT_FIRED`` gets a line. Used by the fault campaign (``tests/faults.py``).
+status (``progress``); every other step runs as usual. With ``WHEN`` = ``sleep=SECONDS`` the
+step raises nothing: each time it starts it sleeps that long first (a slow job). When the
+fault fires, the file named by ``RF_FAULT_FIRED`` gets a line. Used by the fault campaign
+(``tests/faults.py``) and the listener's tests.
 """
 
 import inspect
 import os
 import sys
+import time
 
 from rf_pipelines.tasks.base import RfTask
 
@@ -19,13 +22,17 @@ class InjectedFault(RuntimeError):
 
 def plant(family, when):
     fired = []
+    pause = float(when.split("=", 1)[1]) if when.startswith("sleep=") else None
 
     def fire(task):
-        if task.task_family != family or fired:
+        if task.task_family != family or (fired and pause is None):
             return
         fired.append(task.task_id)
         with open(os.environ["RF_FAULT_FIRED"], "a") as out:
             out.write(f"{task.task_id} {when}\n")
+        if pause is not None:
+            time.sleep(pause)
+            return
         raise InjectedFault(f"injected fault in {family} ({when})")
 
     if when == "progress":
@@ -59,7 +66,9 @@ def plant(family, when):
 
 def main():
     family, when, separator, *args = sys.argv[1:]
-    assert separator == "--", "usage: python -m tests.fault_cli FAMILY start|progress -- ARGS"
+    assert separator == "--", (
+        "usage: python -m tests.fault_cli FAMILY start|progress|sleep=SECONDS -- ARGS"
+    )
     import rf_pipelines.tasks  # noqa: F401 - registers every task family
 
     plant(family, when)

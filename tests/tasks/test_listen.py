@@ -1,7 +1,13 @@
-"""`rf-pipelines listen`: new-scene notifications on an SQS queue (moto's server)."""
+"""`rf-pipelines listen`: new-scene notifications on an SQS queue (moto's server), with the
+queue's visibility timeout as real SQS keeps it."""
 
 import datetime
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
@@ -15,9 +21,13 @@ from tests import mirror, stac
 TILE_DAY = datetime.date(2017, 7, 29)
 
 
+VISIBILITY_S = 2
+
+
 @pytest.fixture()
 def queues(local_services, s3_bucket, database_url, tmp_path, monkeypatch):
-    """A queue with a dead-letter queue (maxReceiveCount 5), a Landsat mirror, a catalog."""
+    """A queue (visibility timeout 2 s) with a dead-letter queue (maxReceiveCount 5), a
+    Landsat mirror, a catalog."""
     monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("RF_DATABASE_URL", database_url)
     root = f"s3://{s3_bucket}/listen-{uuid.uuid4().hex[:10]}"
@@ -30,7 +40,7 @@ def queues(local_services, s3_bucket, database_url, tmp_path, monkeypatch):
     policy = {"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": "5"}
     url = sqs.create_queue(
         QueueName=name,
-        Attributes={"RedrivePolicy": json.dumps(policy), "VisibilityTimeout": "0"},
+        Attributes={"RedrivePolicy": json.dumps(policy), "VisibilityTimeout": str(VISIBILITY_S)},
     )["QueueUrl"]
     return {"sqs": sqs, "url": url, "dlq": dlq, "root": root, "db": database_url}
 
@@ -40,8 +50,8 @@ def _sns(message):
     return json.dumps({"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": message})
 
 
-def _listen(url):
-    result = CliRunner().invoke(cli, ["listen", url, "--once"])
+def _listen(url, *options):
+    result = CliRunner().invoke(cli, ["listen", url, "--once", *options])
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     return result.exit_code, lines, result.output
 
@@ -131,6 +141,8 @@ def test_a_message_is_kept_while_the_catalog_is_down(queues, monkeypatch):
     assert lines[0]["outcome"] == "retry" and "catalog down" in lines[0]["reason"]
     assert lines[-1] == {"done": {"stored": 0, "rejected": 0, "retry": 1}}  # --once: one try
     monkeypatch.undo()
+    assert _listen(url)[1] == [{"done": {"stored": 0, "rejected": 0, "retry": 0}}]  # invisible
+    time.sleep(VISIBILITY_S + 0.5)  # the visibility timeout: the message comes back
     assert _listen(url)[1][0]["outcome"] == "stored"  # the kept message, once the catalog is up
 
 
@@ -140,6 +152,8 @@ def test_a_bad_queue_url_is_refused(queues):
     missing = queues["url"].rsplit("/", 1)[0] + "/no-such-queue"
     result = CliRunner().invoke(cli, ["listen", missing, "--once"])
     assert result.exit_code == 2 and "does not exist" in result.output
+    result = CliRunner().invoke(cli, ["listen", queues["url"], "--once", "--batch", "11"])
+    assert result.exit_code == 2 and "--batch 11 must be between 1 and 10" in result.output
 
 
 def test_upload_messages_are_processed_through_luigid(queues, tmp_path):
@@ -157,18 +171,28 @@ def test_upload_messages_are_processed_through_luigid(queues, tmp_path):
         ),
         "bad": sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(bad)})),
         "no_uuid": sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": "42"})),
+        # Well formed, but no such upload: retrying cannot make it exist.
+        "missing": sqs.send_message(
+            QueueUrl=url, MessageBody=json.dumps({"upload_id": str(uuid.uuid4())})
+        ),
     }
     code, lines, out = _listen(url)
     assert code == 0, out
     outcome = {line["message"]: line for line in lines if "message" in line}
     got = {k: outcome[m["MessageId"]]["outcome"] for k, m in ids.items()}
-    assert got == {"good": "stored", "bad": "rejected", "no_uuid": "rejected"}
+    assert got == {
+        "good": "stored",
+        "bad": "rejected",
+        "no_uuid": "rejected",
+        "missing": "rejected",
+    }
     assert "not a UUID" in outcome[ids["no_uuid"]["MessageId"]]["reason"]
+    assert "does not exist" in outcome[ids["missing"]["MessageId"]]["reason"]
     with db.connect(queues["db"]) as conn:
         assert uploads.upload_summary(conn, good)["status"] == "COMPLETE"
         assert uploads.upload_summary(conn, bad)["status"] == "FAILED"
     assert _drain(sqs, url) == []
-    assert len(_drain(sqs, queues["dlq"])) == 2
+    assert len(_drain(sqs, queues["dlq"])) == 3
 
 
 def test_an_upload_that_crashed_stays_on_the_queue(queues, monkeypatch):
@@ -189,6 +213,7 @@ def test_an_upload_that_crashed_stays_on_the_queue(queues, monkeypatch):
         code, lines, out = _listen(url)
     assert [line["outcome"] for line in lines if "message" in line] == ["retry"], out
     assert _drain(sqs, queues["dlq"]) == []
+    time.sleep(VISIBILITY_S + 0.5)
     code, lines, out = _listen(url)  # the same message, the crash gone
     assert [line["outcome"] for line in lines if "message" in line] == ["stored"], out
 
@@ -243,3 +268,255 @@ def test_an_ingest_message_runs_the_scene_ingest(queues):
     with db.connect(queues["db"]) as conn:
         assert scenes.get_scene(conn, scene_id)["ingest_status"] == "INGESTED"
     assert _drain(sqs, url) == []
+
+
+def _slow_step(monkeypatch, family_cls, seconds):
+    """Makes a step of the upload workflow take ``seconds`` longer (a long job)."""
+    original = family_cls.work
+
+    def slow(self):
+        time.sleep(seconds)
+        return original(self)
+
+    monkeypatch.setattr(family_cls, "work", slow)
+
+
+def test_a_job_longer_than_the_visibility_timeout_is_processed_once(queues, monkeypatch):
+    # Without its visibility kept alive, the message came back after 2 s, mid-job: another
+    # consumer (here a probe that receives all along) got it.
+    import threading
+
+    from rf_pipelines import uploading
+    from rf_pipelines.catalog import uploads
+    from rf_pipelines.tasks.uploads import DescribeBands
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    upload_id = uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener")
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    _slow_step(monkeypatch, DescribeBands, 3 * VISIBILITY_S)
+    stolen, listening_done = [], threading.Event()
+
+    def probe():  # another consumer; VisibilityTimeout 0: it takes nothing away
+        time.sleep(0.5)  # the listener receives first
+        while not listening_done.is_set():
+            stolen.extend(
+                sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0).get(
+                    "Messages", []
+                )
+            )
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    started = time.monotonic()
+    try:
+        code, lines, out = _listen(url)
+    finally:
+        listening_done.set()
+        prober.join()
+    assert time.monotonic() - started > 3 * VISIBILITY_S  # the job did outlast the timeout
+    assert stolen == []
+    assert code == 0, out
+    assert [line["outcome"] for line in lines if "message" in line] == ["stored"], out
+    with db.connect(queues["db"]) as conn:
+        assert uploads.upload_summary(conn, upload_id)["status"] == "COMPLETE"
+    time.sleep(VISIBILITY_S + 0.5)
+    assert _drain(sqs, url) == []  # deleted
+    assert _drain(sqs, queues["dlq"]) == []
+
+
+@pytest.fixture()
+def proxied_store(queues, local_services, monkeypatch):
+    """The object store behind a proxy (bench/proxy.py) that can answer 503 or refuse."""
+    from bench.proxy import Proxy
+
+    endpoint = local_services["AWS_ENDPOINT_URL_S3"]
+    host, port = endpoint.rsplit("/", 1)[-1].rsplit(":", 1)
+    with Proxy(host, port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        config.settings.cache_clear()
+        yield proxy
+    config.settings.cache_clear()
+
+
+@pytest.mark.parametrize("fault", ["503", "refuse"])
+def test_a_store_that_fails_leaves_the_message_for_a_retry(queues, proxied_store, fault):
+    sqs, url = queues["sqs"], queues["url"]
+    landsat = stac.real_landsat_item("2020-10-31")
+    stac.put_mtl(queues["root"], landsat)
+    message = sqs.send_message(QueueUrl=url, MessageBody=_sns(json.dumps(landsat)))
+    proxied_store.mode = fault
+    code, lines, out = _listen(url)
+    assert code == 0, out
+    [line] = [line for line in lines if "message" in line]
+    assert (line["message"], line["outcome"]) == (message["MessageId"], "retry"), out
+    assert "cannot be read" in line["reason"]
+    if fault == "503":
+        assert proxied_store.requests > 0  # the store was asked, and answered 503
+    assert _drain(sqs, queues["dlq"]) == []
+    assert _scene_names(queues["db"]) == []
+
+    proxied_store.mode = "forward"
+    time.sleep(VISIBILITY_S + 0.5)
+    assert [line["outcome"] for line in _listen(url)[1] if "message" in line] == ["stored"]
+    assert _scene_names(queues["db"]) == ["LC08_L2SP_001062_20201031_02"]
+
+
+def _failing_call(monkeypatch, operation):
+    """The listener's SQS client, with ``operation`` (SendMessage, DeleteMessage) failing as
+    a throttled service does: botocore's own before-call hook, on a real client of moto's
+    server (a new one: the shared, cached client is left alone)."""
+    from botocore.exceptions import ClientError
+
+    from rf_pipelines import listening
+
+    failed = []
+
+    def fail(**kwargs):
+        failed.append(operation)
+        raise ClientError({"Error": {"Code": "ThrottlingException"}}, operation)
+
+    client = clients._session().client("sqs", config=clients._BOTO_CONFIG)
+    client.meta.events.register(f"before-call.sqs.{operation}", fail)
+    real = clients.aws_client
+    monkeypatch.setattr(
+        listening.clients,
+        "aws_client",
+        lambda service, *args: client if service == "sqs" else real(service, *args),
+    )
+    return failed
+
+
+@pytest.mark.parametrize("operation", ["SendMessage", "DeleteMessage"])
+def test_a_failed_dead_letter_send_or_delete_is_logged_and_the_message_comes_back(
+    queues, monkeypatch, operation
+):
+    sqs, url = queues["sqs"], queues["url"]
+    sqs.send_message(QueueUrl=url, MessageBody="this is not json")
+    with monkeypatch.context() as patch:
+        failed = _failing_call(patch, operation)
+        code, lines, out = _listen(url)
+    assert failed == [operation]
+    assert code == 0, out  # the listener went on
+    [line] = [line for line in lines if "message" in line]
+    assert line["outcome"] == "rejected" and "not settled" in line["reason"]
+    time.sleep(VISIBILITY_S + 0.5)
+    code, lines, out = _listen(url)  # it came back, and is settled this time
+    assert [line["outcome"] for line in lines if "message" in line] == ["rejected"], out
+    assert _drain(sqs, url) == []
+    # A failed delete had sent it to the dead-letter queue already: twice there, never lost.
+    assert len(_drain(sqs, queues["dlq"])) == (2 if operation == "DeleteMessage" else 1)
+
+
+def _listener(queue_url, fired, *options, step="DescribeBands", seconds=3):
+    """``rf-pipelines listen`` in a process of its own, the step ``step`` taking ``seconds``
+    more each time it runs (``tests/fault_cli.py``); each start is a line in ``fired``."""
+    env = dict(os.environ, RF_FAULT_FIRED=str(fired))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.fault_cli",
+            step,
+            f"sleep={seconds}",
+            "--",
+            "listen",
+            queue_url,
+            "--wait-seconds",
+            "1",
+            *options,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate, timeout=60, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _statuses(database_url, upload_ids):
+    from rf_pipelines.catalog import uploads
+
+    with db.connect(database_url) as conn:
+        return [uploads.upload_summary(conn, u)["status"] for u in upload_ids]
+
+
+def _outcomes(output):
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"message"')]
+
+
+def test_sigterm_finishes_the_current_message_and_gives_the_others_back(queues, tmp_path):
+    from rf_pipelines import uploading
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    uploads_ = [
+        uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener") for _ in range(3)
+    ]
+    for upload_id in uploads_:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    fired = tmp_path / "fired"
+    listener = _listener(url, fired, seconds=2 * VISIBILITY_S)
+    _wait_for(fired.exists, what="the first job to start")
+    listener.send_signal(signal.SIGTERM)
+    out, err = listener.communicate(timeout=120)
+    assert listener.returncode == 0, err
+    assert "Traceback" not in err
+    done = _outcomes(out)
+    assert [line["outcome"] for line in done] == ["stored"], out
+    assert json.loads(out.splitlines()[-1]) == {"done": {"stored": 1, "rejected": 0, "retry": 0}}
+    statuses = _statuses(queues["db"], uploads_)
+    assert sorted(statuses) == ["COMPLETE", "UPLOADED", "UPLOADED"], statuses
+    # The two messages not started are back on the queue at once, not after a timeout.
+    back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(json.loads(m["Body"])["upload_id"] for m in back) == sorted(
+        str(u) for u, s in zip(uploads_, statuses, strict=True) if s == "UPLOADED"
+    )
+
+
+def test_sigterm_while_waiting_for_messages_exits_at_once(queues, tmp_path):
+    listener = _listener(queues["url"], tmp_path / "fired")
+    time.sleep(3)  # long enough to be waiting on the empty queue
+    started = time.monotonic()
+    listener.send_signal(signal.SIGTERM)
+    out, err = listener.communicate(timeout=30)
+    assert listener.returncode == 0, err
+    assert time.monotonic() - started < 5
+    assert json.loads(out.splitlines()[-1]) == {"done": {"stored": 0, "rejected": 0, "retry": 0}}
+
+
+def test_two_listeners_on_one_queue_process_each_message_once(queues, tmp_path):
+    # Each job outlasts the visibility timeout: without it kept alive, the other listener
+    # received the message mid-job and processed it again.
+    from rf_pipelines import uploading
+    from tests import rasters
+
+    sqs, url = queues["sqs"], queues["url"]
+    uploads_ = [
+        uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener") for _ in range(4)
+    ]
+    for upload_id in uploads_:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    fired = tmp_path / "fired"
+    listeners = [_listener(url, fired, "--batch", "1", seconds=1.5 * VISIBILITY_S) for _ in "ab"]
+    _wait_for(
+        lambda: _statuses(queues["db"], uploads_) == ["COMPLETE"] * 4,
+        timeout=180,
+        what="the four uploads",
+    )
+    time.sleep(VISIBILITY_S + 1)  # time for a wrongly redelivered message to be taken again
+    for listener in listeners:
+        listener.send_signal(signal.SIGTERM)
+    outputs = [listener.communicate(timeout=120) for listener in listeners]
+    assert [listener.returncode for listener in listeners] == [0, 0], outputs
+    handled = [[line["upload"] for line in _outcomes(out)] for out, _ in outputs]
+    assert sorted(handled[0] + handled[1]) == sorted(str(u) for u in uploads_), outputs
+    assert all(handled), f"one listener did all the work: {handled}"
+    assert len(fired.read_text().splitlines()) == 4  # each upload's slow step ran once
+    assert _drain(sqs, url) == [] and _drain(sqs, queues["dlq"]) == []
