@@ -2,8 +2,11 @@
 
 Each request waits ``delay_s`` before it is forwarded (a round trip to a real object store
 takes 20-50 ms, the local one well under 1 ms). ``mode`` changes what the proxy does with the
-next requests: ``forward`` (the default), ``503`` (answer every request as an overloaded S3
-does, without forwarding it) or ``refuse`` (close each new connection at once).
+next requests: ``forward`` (the default), ``503`` (answer each request, on open connections
+too, as an overloaded S3 does, without forwarding it), ``403`` (likewise, as S3 refusing the
+caller) or ``refuse`` (stop listening: new
+connections are refused by the kernel, open ones closed). (A PUT that waits for
+``100 Continue`` is delayed twice.)
 
 In a thread of this process (tests)::
 
@@ -21,14 +24,15 @@ import contextlib
 import sys
 import threading
 
-SLOW_DOWN = (
-    b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+ANSWER = (
+    b"HTTP/1.1 %s\r\nContent-Type: application/xml\r\nConnection: close\r\n"
     b"Content-Length: %d\r\n\r\n%s"
 )
-SLOW_DOWN_BODY = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
+# What S3 answers when it is overloaded, and when it refuses the caller.
+ERRORS = {
+    "503": (b"503 Slow Down", b"SlowDown", b"Please reduce your request rate."),
+    "403": (b"403 Forbidden", b"AccessDenied", b"Access Denied"),
+}
 
 
 class Proxy:
@@ -37,8 +41,9 @@ class Proxy:
     def __init__(self, upstream_host, upstream_port, delay_s=0.0, port=0):
         self.upstream = (upstream_host, int(upstream_port))
         self.delay_s = delay_s
-        self.mode = "forward"
+        self._mode = "forward"
         self.requests = 0
+        self._writers = set()
         self._port = port
         self._loop = None
         self._server = None
@@ -46,17 +51,38 @@ class Proxy:
         self._ready = threading.Event()
 
     @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, value):
+        assert value in ("forward", "refuse", *ERRORS), value
+        asyncio.run_coroutine_threadsafe(self._set_mode(value), self._loop).result(10)
+
+    async def _set_mode(self, value):
+        if value == "refuse" and self._mode != "refuse":
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+        elif value != "refuse" and self._mode == "refuse":
+            self._server = await asyncio.start_server(
+                self._connection, "127.0.0.1", self._port, backlog=1024
+            )
+        self._mode = value
+
+    @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def port(self):
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     async def start_server(self):
         self._server = await asyncio.start_server(
             self._connection, "127.0.0.1", self._port, backlog=1024
         )
+        self._port = self._server.sockets[0].getsockname()[1]  # kept for a restart
         return self._server
 
     def __enter__(self):
@@ -89,49 +115,64 @@ class Proxy:
             self._loop.close()
 
     async def _connection(self, client_reader, client_writer):
-        if self.mode == "refuse":
-            client_writer.close()
-            return
-        if self.mode == "503":
-            await self._slow_down(client_reader, client_writer)
+        if self._mode in ERRORS:
+            with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                await client_reader.readuntil(b"\r\n\r\n")  # the request's head, then the answer
+            await self._slow_down(client_writer)
             return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             client_writer.close()
             return
+        self._writers.add(client_writer)
         # A request starts when the client writes after the store answered (or first).
         between_requests = [True]
-        await asyncio.gather(
-            self._pipe(client_reader, upstream_writer, between_requests, requests=True),
-            self._pipe(upstream_reader, client_writer, between_requests, requests=False),
-        )
+        try:
+            await asyncio.gather(
+                self._pipe(client_reader, upstream_writer, between_requests, client_writer),
+                self._pipe(upstream_reader, client_writer, between_requests, None),
+            )
+        finally:
+            self._writers.discard(client_writer)
 
-    async def _pipe(self, reader, writer, between_requests, requests):
+    async def _pipe(self, reader, writer, between_requests, client_writer):
+        """Copies one direction; ``client_writer`` is given for the requests' direction."""
+        requests = client_writer is not None
         try:
             while data := await reader.read(65536):
                 if requests and between_requests[0]:
                     between_requests[0] = False
                     self.requests += 1
+                    if self._mode in ERRORS:  # switched while this connection was open
+                        await self._slow_down(client_writer, counted=True)
+                        break
                     if self.delay_s:
                         await asyncio.sleep(self.delay_s)
                 elif not requests:
                     between_requests[0] = True
                 writer.write(data)
                 await writer.drain()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _slow_down(self, reader, writer):
-        try:
-            await reader.readuntil(b"\r\n\r\n")
+    async def _slow_down(self, writer, counted=False):
+        """Answers the mode's error and closes the connection (the request is not read whole:
+        the client sees the answer and opens a new connection for its retry)."""
+        if not counted:
             self.requests += 1
-            writer.write(SLOW_DOWN % (len(SLOW_DOWN_BODY), SLOW_DOWN_BODY))
+        status, code, message = ERRORS[self._mode]
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
+            b"<Message>%s</Message></Error>" % (code, message)
+        )
+        try:
+            writer.write(ANSWER % (status, len(body), body))
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (ConnectionError, OSError):
             pass
         finally:
             writer.close()

@@ -37,12 +37,23 @@ from urllib.parse import unquote_plus
 
 from rf_pipelines import clients, config, retry, sources
 from rf_pipelines.catalog import db, imports
-from rf_pipelines.errors import InvalidInput, NotFound, PermanentError, is_transient
+from rf_pipelines.errors import (
+    ConfigError,
+    InvalidInput,
+    NotFound,
+    PermanentError,
+    RfError,
+    TransientError,
+    is_transient,
+)
 
 log = logging.getLogger(__name__)
 WRITTEN_BY = imports.LISTENER_WRITTEN_BY
 # Messages are held at least this long by each extension, whatever the queue says.
 MIN_HOLD_S = 2
+# A message to be retried comes back after its hold times 2 ** (receives - 1), at most this:
+# an outage of a few minutes does not use up the redrive policy's receives at once.
+MAX_BACKOFF_S = 900
 
 
 @dataclass
@@ -61,8 +72,18 @@ def parse(body):
     """(source, entry) of a message body.
 
     Raises:
-        InvalidInput: not JSON, or neither a STAC item nor an S3 event of a tileInfo.json.
+        InvalidInput: not JSON, or neither a STAC item nor an S3 event of a tileInfo.json, or
+            one of odd shape (``{"Records": [1]}``).
     """
+    try:
+        return _parse(body)
+    except RfError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any odd shape is the message's fault
+        raise InvalidInput(f"an unreadable notification ({type(err).__name__}: {err})") from err
+
+
+def _parse(body):
     try:
         value = json.loads(body)
         if isinstance(value, dict) and value.get("Type") == "Notification":
@@ -158,14 +179,13 @@ def listen(queue_url, once=False, wait_seconds=20, batch=10, report=print):
     kept = set()  # messages left for a retry: with ``once``, each is tried once
     with _Holder(queue) as holder, _Stop() as stop:
         while not stop.requested:
-            with stop.interruptible():
-                messages = queue.sqs.receive_message(
-                    QueueUrl=queue.url,
-                    MaxNumberOfMessages=batch,
-                    WaitTimeSeconds=0 if once else wait_seconds,
-                    AttributeNames=["ApproximateReceiveCount"],
-                ).get("Messages", [])
-            if once and all(m["MessageId"] in kept for m in messages):
+            messages = queue.sqs.receive_message(
+                QueueUrl=queue.url,
+                MaxNumberOfMessages=batch,
+                WaitTimeSeconds=0 if once else wait_seconds,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
+            if stop.requested or (once and all(m["MessageId"] in kept for m in messages)):
                 holder.release(messages)
                 return counts
             holder.hold(messages)
@@ -188,7 +208,16 @@ def _settle(queue, holder, note):
     holder.done(note.message)
     message_id = note.message["MessageId"]
     if note.outcome == "retry":
-        log.warning("message %s left for a retry: %s", message_id, note.reason)
+        receives = int(note.message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        backoff = min(holder.hold_s * 2 ** max(receives - 1, 0), MAX_BACKOFF_S)
+        log.warning(
+            "message %s left for a retry in %d s (receive %d): %s",
+            message_id,
+            backoff,
+            receives,
+            note.reason,
+        )
+        holder.change([(message_id, note.message["ReceiptHandle"])], backoff)
         return
     try:
         if note.outcome == "rejected" and queue.dead_letters:
@@ -220,9 +249,20 @@ class _Holder:
     it, until the message is settled, given back or the listener stops."""
 
     def __init__(self, queue):
+        from botocore.config import Config
+
         self.queue = queue
         self.hold_s = max(queue.visibility_s, MIN_HOLD_S)
-        self.sqs = queue.sqs  # boto3 clients are safe to share among threads
+        # Its own client: short timeouts and one attempt, so that a stalled call does not
+        # outlast the hold; a failed beat is tried again on the next one (a third later).
+        self.sqs = clients._session().client(
+            "sqs",
+            config=Config(
+                connect_timeout=min(self.hold_s / 3, 5),
+                read_timeout=min(self.hold_s / 3, 5),
+                retries={"max_attempts": 1, "mode": "standard"},
+            ),
+        )
         self.handles = {}  # message id -> receipt handle
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -234,19 +274,22 @@ class _Holder:
 
     def __exit__(self, *exc):
         self.stopped.set()
-        self.thread.join()
+        self.thread.join(30)
         with self.lock:
             leftover = list(self.handles.items())
-        self._change([(i, h) for i, h in leftover], 0)  # an interrupted job's message too
+            self.handles.clear()
+            self.change(leftover, 0)  # an interrupted job's message too
         return False
 
     def hold(self, messages):
         with self.lock:
             self.handles.update((m["MessageId"], m["ReceiptHandle"]) for m in messages)
         if self.queue.visibility_s < MIN_HOLD_S:
-            self._change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], self.hold_s)
+            self.change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], self.hold_s)
 
     def done(self, message):
+        """No more holding: the message is settled. (Under the lock: a beat in flight
+        finishes first, so it cannot hide a message given back just after.)"""
         with self.lock:
             self.handles.pop(message["MessageId"], None)
 
@@ -254,15 +297,15 @@ class _Holder:
         """Gives messages back to the queue now (visibility 0)."""
         for message in messages:
             self.done(message)
-        self._change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], 0)
+        self.change([(m["MessageId"], m["ReceiptHandle"]) for m in messages], 0)
 
     def _run(self):
         while not self.stopped.wait(self.hold_s / 3):
             with self.lock:
-                held = list(self.handles.items())
-            self._change(held, self.hold_s)
+                self.change(list(self.handles.items()), self.hold_s)
 
-    def _change(self, held, seconds):
+    def change(self, held, seconds):
+        """Sets the visibility of ``held`` (message id, receipt handle) pairs; logs failures."""
         for start in range(0, len(held), 10):
             entries = [
                 {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
@@ -286,15 +329,12 @@ class _Holder:
 
 class _Stop:
     """SIGTERM and SIGINT ask the listener to stop: the current message finishes, the others
-    go back to the queue. A wait for messages is cut short at once. (Signals reach only the
-    main thread: elsewhere the listener runs until its caller stops it.)"""
-
-    class _Interrupted(Exception):
-        pass
+    go back to the queue. A wait for messages ends within its long poll (``--wait-seconds``)
+    and what it received is given back. (Signals reach only the main thread: elsewhere the
+    listener runs until its caller stops it.)"""
 
     def __init__(self):
         self.requested = False
-        self.waiting = False
         self.previous = {}
 
     def __enter__(self):
@@ -303,29 +343,14 @@ class _Stop:
                 self.previous[number] = signal.signal(number, self._on_signal)
         return self
 
-    def __exit__(self, kind, error, tb):
+    def __exit__(self, *exc):
         for number, handler in self.previous.items():
             signal.signal(number, handler)
-        return kind is self._Interrupted
+        return False
 
     def _on_signal(self, number, frame):
         log.warning("signal %d: stopping after the current message", number)
         self.requested = True
-        if self.waiting:
-            raise self._Interrupted()
-
-    def interruptible(self):
-        stop = self
-
-        class _Waiting:
-            def __enter__(self):
-                stop.waiting = True
-
-            def __exit__(self, *exc):
-                stop.waiting = False
-                return False
-
-        return _Waiting()
 
 
 def handle(messages, stop=None):
@@ -334,7 +359,7 @@ def handle(messages, stop=None):
     notes = [Notification(m) for m in messages]
     for note in notes:
         try:
-            note.source, note.entry = parse(note.message.get("Body", ""))
+            note.source, note.entry = parse(note.message.get("Body") or "")
         except PermanentError as err:
             note.outcome, note.reason = "rejected", f"malformed message: {err}"
             log.error("message %s rejected: %s", note.message.get("MessageId"), note.reason)
@@ -345,15 +370,15 @@ def handle(messages, stop=None):
         note.outcome, note.reason = _run_job(note.source, note.entry)
     for note in [n for n in notes if not n.outcome]:
         try:
-            [outcome] = retry.call(note.source.read_batch, [note.entry])
+            outcome = retry.call(_read_one, note.source, note.entry)
         except Exception as err:  # noqa: BLE001 - sorted into transient and permanent
             outcome = err
         if isinstance(outcome, dict):
             outcome["scene_metadata"]["import_source"] = note.source.name
             note.record = outcome
-        elif isinstance(outcome, PermanentError):
+        elif isinstance(outcome, PermanentError) and not isinstance(outcome, ConfigError):
             note.outcome, note.reason = "rejected", str(outcome)
-        else:  # transient, or an unknown error: not the message's fault, it comes back
+        else:  # transient, this worker's settings, or unknown: not the message's fault
             note.outcome, note.reason = "retry", str(outcome)
             if not is_transient(outcome):
                 log.error("message %s: %r", note.message.get("MessageId"), outcome)
@@ -371,6 +396,14 @@ def handle(messages, stop=None):
 
 UPLOAD = "upload"
 INGEST = "ingest"
+
+
+def _read_one(source, entry):
+    """The entry's record or permanent error; a transient one is raised, to be retried."""
+    [outcome] = source.read_batch([entry])
+    if isinstance(outcome, TransientError):
+        raise outcome
+    return outcome
 
 
 def _run_job(kind, object_id):
@@ -418,13 +451,18 @@ def _run_job(kind, object_id):
 def _finished_failed(kind, object_id):
     """True when the upload or scene ended FAILED: its bad input is the last word. An upload
     put back unfinished (luigid went away, say) is not, though its failures so far are bad
-    input: the message comes back and the rest is done."""
+    input: the message comes back and the rest is done. Unknown (the catalog down, the row
+    gone) is not either."""
     from rf_pipelines.catalog import scenes, uploads
 
-    with db.connect(config.settings().database_url) as conn:
-        if kind == UPLOAD:
-            return uploads.get_upload(conn, object_id)["upload_status"] == "FAILED"
-        return scenes.get_scene(conn, object_id)["ingest_status"] == "FAILED"
+    try:
+        with db.connect(config.settings().database_url) as conn:
+            if kind == UPLOAD:
+                return uploads.get_upload(conn, object_id)["upload_status"] == "FAILED"
+            return scenes.get_scene(conn, object_id)["ingest_status"] == "FAILED"
+    except Exception as err:  # noqa: BLE001 - the message comes back and is looked at again
+        log.warning("could not tell how %s %s ended: %s", kind, object_id, err)
+        return False
 
 
 def _store(records):

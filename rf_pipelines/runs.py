@@ -56,12 +56,13 @@ def start():
 
 def prune(runs_folder, keep_days):
     """Removes what under ``runs_folder`` was last changed more than ``keep_days`` ago: run
-    folders and the loose task logs of ``adhoc``. Returns how many entries it removed."""
+    folders (by their newest file: a long run still writing is kept) and the loose task logs
+    of ``adhoc``. Returns how many entries it removed."""
     cutoff = time.time() - keep_days * 86400
     removed = 0
     for entry in sorted(Path(runs_folder).glob("*")) + sorted(Path(runs_folder).glob("adhoc/*")):
         try:
-            if entry.name == "adhoc" or entry.stat().st_mtime >= cutoff:
+            if entry.name == "adhoc" or _last_change(entry) >= cutoff:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)
@@ -71,6 +72,14 @@ def prune(runs_folder, keep_days):
         except OSError as err:  # another process pruning, or a file in use: next time
             log.debug("could not remove %s: %s", entry, err)
     return removed
+
+
+def _last_change(path):
+    """The newest modification time of ``path`` and, for a folder, of the files in it."""
+    times = [path.stat().st_mtime]
+    if path.is_dir():
+        times += [child.stat().st_mtime for child in path.iterdir()]
+    return max(times)
 
 
 def failures(folder):

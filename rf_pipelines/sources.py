@@ -16,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rf_pipelines import config
 from rf_pipelines.errors import (
+    ConfigError,
     InvalidInput,
     MissingBucket,
     PermanentError,
+    RfError,
     TransientError,
 )
 from rf_pipelines.imagery import mtl, sentinel2, stac_items
@@ -48,12 +50,22 @@ def prefetched(urls, chunk=100):
 
 class Sentinel2Bucket:
     """Sentinel-2 on the AWS layout: ``products/{Y}/{M}/{D}/{product}/productInfo.json`` lists
-    the product's tiles, each with ``tiles/.../tileInfo.json``; any S3-compatible store."""
+    the product's tiles, each with ``tiles/.../tileInfo.json``; any S3-compatible store.
 
-    name = "sentinel2"
+    A reference is the tile's ``tileInfo.json`` URL, with the name of the product that lists
+    it as its fragment (``...tileInfo.json#S2A_MSIL1C_...``): the product is known without
+    reading, so a product already imported is skipped and a reprocessed one (a new name at
+    the same tile path) is not. The source is ``sentinel2`` on the configured root
+    (RF_SENTINEL2_ROOT), ``sentinel2@ROOT`` on another bucket (the listener's S3 events: an
+    L2A bucket is not the L1C one).
+    """
+
+    slug = "sentinel2"
 
     def __init__(self, root):
         self.root = root.rstrip("/")
+        configured = config.settings().sentinel2_root.rstrip("/")
+        self.name = "sentinel2" if self.root == configured else f"sentinel2@{self.root}"
 
     def discover(self, day):
         """The tileInfo.json URLs of every product acquired on ``day``."""
@@ -73,18 +85,16 @@ class Sentinel2Bucket:
     def _tiles(self, product_url):
         try:
             info = json.loads(files.read_bytes(product_url))
-            return [f"{self.root}/{tile['path']}/tileInfo.json" for tile in info["tiles"]]
+            named = f"#{info['name']}" if isinstance(info.get("name"), str) else ""
+            return [f"{self.root}/{tile['path']}/tileInfo.json{named}" for tile in info["tiles"]]
         except (ValueError, KeyError, TypeError, FileNotFoundError):
             # Kept as a reference: reading it fails that product alone, with the reason.
             return [product_url]
 
-    slug = "sentinel2"
-
     def product_id(self, ref):
-        """The product id of a reference without reading it: the tile path."""
-        if ref.endswith("/tileInfo.json"):
-            return ref[len(self.root) + 1 : -len("/tileInfo.json")]
-        return None
+        """The product a reference names without reading it (its fragment), or None."""
+        url, _, product = ref.partition("#")
+        return product if url.endswith("/tileInfo.json") and product else None
 
     def label(self, ref):
         return ref
@@ -92,8 +102,10 @@ class Sentinel2Bucket:
     def read_chunks(self, refs):
         """(refs, outcomes) chunk by chunk: a scene record, or the error that stopped it, for
         each tileInfo.json."""
-        for chunk, bodies in prefetched(refs):
-            yield chunk, [self._record(r, b) for r, b in zip(chunk, bodies, strict=True)]
+        for chunk, bodies in prefetched([ref.partition("#")[0] for ref in refs]):
+            refs_ = refs[: len(chunk)]
+            refs = refs[len(chunk) :]
+            yield refs_, [self._record(r, b) for r, b in zip(refs_, bodies, strict=True)]
 
     def read_batch(self, refs):
         """A scene record, or the error that stopped it, for each tileInfo.json."""
@@ -104,8 +116,9 @@ class Sentinel2Bucket:
             return InvalidInput(f"{ref}: productInfo.json is missing or lists no tiles")
         if isinstance(body, Exception):
             return read_failure(ref, "the tile's metadata", body)
+        url = ref.partition("#")[0]
         try:
-            return sentinel2.scene_record(json.loads(body), ref, self.root)
+            return sentinel2.scene_record(json.loads(body), url, self.root)
         except InvalidInput as err:
             return err
         except ValueError as err:
@@ -217,15 +230,40 @@ class StacApi:
 
 
 def read_failure(label, what, error):
-    """The outcome of an entry whose object could not be read: ``InvalidInput`` when it is
-    missing (the entry names nothing), else ``TransientError``: a 5xx answer, a timeout or a
-    refused connection that outlived the reader's own retries, or a refusal (403) that a
-    fixed setting cures (requester pays, credentials); none is the entry's fault."""
+    """The outcome of an entry whose object could not be read:
+
+    - ``InvalidInput`` when it is missing (the entry names nothing) or the store refuses the
+      request as malformed (another 4xx);
+    - ``ConfigError`` when the store refuses this worker (401, 403: credentials, a
+      requester-pays bucket read without paying): a setting is wrong, not the entry;
+    - ``TransientError`` otherwise: a 5xx answer, a timeout or a dropped or refused
+      connection that outlived the reader's own retries.
+    """
     if isinstance(error, FileNotFoundError):
         return InvalidInput(f"{label}: {what} is missing")
-    if isinstance(error, PermanentError):
+    if isinstance(error, RfError):
         return error
-    return TransientError(f"{label}: {what} cannot be read ({' '.join(str(error).split())[:300]})")
+    text = " ".join(str(error).split())[:300]
+    status = _http_status(error)
+    if status in (401, 403):
+        return ConfigError(
+            f"{label}: {what} cannot be read: the store refuses this worker ({text}); check "
+            "the credentials and whether the bucket is requester-pays"
+        )
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return InvalidInput(f"{label}: {what} cannot be read ({text})")
+    return TransientError(f"{label}: {what} cannot be read ({text})")
+
+
+def _http_status(error):
+    """The HTTP status of a store's refusal (boto3 or obstore), or None."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    name = type(error).__name__
+    if name in ("PermissionDeniedError", "UnauthenticatedError"):
+        return 403
+    return None
 
 
 def get_source(name):

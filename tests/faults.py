@@ -39,7 +39,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,28 +187,7 @@ def _admin(admin_url, statement):
 def _put_big_day(root):
     from tests import mirror
 
-    s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
-    bucket, prefix = root[len("s3://") :].split("/", 1)
-    squares = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"][:300]
-    paths = [
-        f"tiles/{1 + n // 300}/U/{squares[n % 300]}/{DAY.year}/{DAY.month}/{DAY.day}/0"
-        for n in range(DAY_SCENES)
-    ]
-
-    def put(n):
-        info = mirror.tile_info(DAY, "DP")
-        info["path"] = paths[n]
-        body = "{broken" if n in BAD_SCENES else json.dumps(info)
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{paths[n]}/tileInfo.json", Body=body)
-
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(put, range(DAY_SCENES)))
-    product = {"name": "P", "tiles": [{"path": p} for p in paths]}
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"{prefix}/products/{DAY.year}/{DAY.month}/{DAY.day}/P/productInfo.json",
-        Body=json.dumps(product),
-    )
+    mirror.put_big_day(root, DAY, DAY_SCENES, bad=BAD_SCENES)
     return root
 
 
@@ -404,9 +382,12 @@ class ListenerWorkflow(Workflow):
         )
         root = self.trial.lab.day_root()
         bucket, prefix = root[len("s3://") :].split("/", 1)
+        from tests import mirror
+
         paths = [
-            f"{prefix}/tiles/{1 + n // 300}/U/{sq}/{DAY.year}/{DAY.month}/{DAY.day}/0/tileInfo.json"
-            for n, sq in ((5, "CF"), (BAD_SCENES[0], _square(BAD_SCENES[0])))
+            f"{prefix}/{mirror.tile_path(DAY, mirror.SQUARES[n % 300], zone=1 + n // 300)}"
+            "/tileInfo.json"
+            for n in (5, BAD_SCENES[0])
         ]
         bodies = [
             json.dumps({"upload_id": self.good}),
@@ -442,11 +423,6 @@ class ListenerWorkflow(Workflow):
         if int(dead) != 3:  # the malformed message, the malformed tile, the mixed upload
             found.append(f"{dead} messages in the dead-letter queue, not 3")
         return found
-
-
-def _square(n):
-    squares = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"][:300]
-    return squares[n % 300]
 
 
 def _s3_event(bucket, key):

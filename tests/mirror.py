@@ -2,6 +2,7 @@
 
 import copy
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from rf_pipelines import clients, config
 from tests.conftest import TESTDATA
@@ -19,20 +20,61 @@ TEMPLATE_PRODUCT = json.loads(
 )
 
 
-def tile_path(day, square, sequence=0):
-    return f"tiles/19/U/{square}/{day.year}/{day.month}/{day.day}/{sequence}"
+# 300 grid squares; with UTM zones 1, 2, ... a day of any number of distinct tiles.
+SQUARES = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"][:300]
 
 
-def tile_info(day, square, sequence=0, baseline="N0205"):
-    """The real 19UDP tileInfo.json, moved to another grid square, day and baseline."""
+def tile_path(day, square, sequence=0, zone=19):
+    return f"tiles/{zone}/U/{square}/{day.year}/{day.month}/{day.day}/{sequence}"
+
+
+def scene_name(day, square, zone=19):
+    """The name (scene key) of the L1C scene of tile ``zone``U``square`` acquired on ``day``."""
+    return f"S2A_MSIL1C_{day:%Y%m%d}T153601_T{zone:02d}U{square}"
+
+
+def product_name(day, square, baseline="N0205", made=None, zone=19):
+    """The name of the L1C product of tile ``zone``U``square`` acquired on ``day``, processed
+    under ``baseline`` at ``made`` (its discriminator; by default a few minutes after sensing)."""
+    made = made or f"{day:%Y%m%d}T153557"
+    return f"S2A_MSIL1C_{day:%Y%m%d}T153601_{baseline}_R111_T{zone:02d}U{square}_{made}"
+
+
+def tile_info(day, square, sequence=0, baseline="N0205", made=None, zone=19):
+    """The real 19UDP tileInfo.json, moved to another tile, day and baseline."""
     info = copy.deepcopy(TEMPLATE_TILE)
-    info["path"] = tile_path(day, square, sequence)
+    info["path"] = tile_path(day, square, sequence, zone)
+    info["utmZone"] = zone
     info["gridSquare"] = square
     info["timestamp"] = f"{day.isoformat()}T15:35:57.455Z"
-    info["productName"] = (
-        f"S2A_MSIL1C_{day:%Y%m%d}T153601_{baseline}_R111_T19U{square}_{day:%Y%m%d}T153557"
-    )
+    info["productName"] = product_name(day, square, baseline, made, zone)
     return info
+
+
+def put_big_day(root, day, count, bad=()):
+    """``count`` tiles acquired on ``day``, each its own scene, the ``bad`` ones (indexes)
+    malformed JSON; one productInfo.json lists them all (faster to write than one product
+    per tile; its name is no tile's product, so nothing is skipped as imported). Returns the
+    tile paths."""
+    s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
+    bucket, prefix = root[len("s3://") :].split("/", 1)
+    tiles = [(SQUARES[n % 300], 1 + n // 300) for n in range(count)]
+    paths = [tile_path(day, square, zone=zone) for square, zone in tiles]
+
+    def put(n):
+        square, zone = tiles[n]
+        body = "{broken" if n in bad else json.dumps(tile_info(day, square, zone=zone))
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{paths[n]}/tileInfo.json", Body=body)
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put, range(count)))
+    product = {"name": "P", "tiles": [{"path": p} for p in paths]}
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/products/{day.year}/{day.month}/{day.day}/P/productInfo.json",
+        Body=json.dumps(product),
+    )
+    return paths
 
 
 def put_json(root, key, value):
@@ -43,23 +85,16 @@ def put_json(root, key, value):
     s3.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=body)
 
 
-def put_day(root, day, squares, product="P1", baseline="N0205"):
-    """One product acquired on ``day`` with a tile per grid square; returns the tile paths."""
-    product_name = f"S2A_MSIL1C_{day:%Y%m%d}T153601_{baseline}_R111_{product}"
-    product_info = copy.deepcopy(TEMPLATE_PRODUCT)
-    product_info["name"] = product_name
-    product_info["tiles"] = [
-        {**TEMPLATE_PRODUCT["tiles"][0], "path": tile_path(day, sq)} for sq in squares
-    ]
-    put_json(
-        root,
-        f"products/{day.year}/{day.month}/{day.day}/{product_name}/productInfo.json",
-        product_info,
-    )
+def put_day(root, day, squares, baseline="N0205", made=None, sequence=0):
+    """The products acquired on ``day``, one per grid square as on AWS since 2016 (each
+    ``productInfo.json`` lists its one tile, at tile path ``sequence``), processed under
+    ``baseline`` at ``made``; returns the tile paths."""
     for square in squares:
-        put_json(
-            root,
-            f"{tile_path(day, square)}/tileInfo.json",
-            tile_info(day, square, baseline=baseline),
-        )
-    return [tile_path(day, sq) for sq in squares]
+        info = tile_info(day, square, sequence, baseline=baseline, made=made)
+        product_info = copy.deepcopy(TEMPLATE_PRODUCT)
+        product_info["name"] = info["productName"]
+        product_info["tiles"] = [{**TEMPLATE_PRODUCT["tiles"][0], "path": info["path"]}]
+        folder = f"products/{day.year}/{day.month}/{day.day}/{info['productName']}"
+        put_json(root, f"{folder}/productInfo.json", product_info)
+        put_json(root, f"{info['path']}/tileInfo.json", info)
+    return [tile_path(day, sq, sequence) for sq in squares]

@@ -5,7 +5,6 @@ and the failure notification sent once. (The SIGKILL during a COG conversion is 
 tests/tasks/test_upload_crash.py.)"""
 
 import datetime
-import json
 import os
 import signal
 import subprocess
@@ -13,12 +12,11 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
 
-from rf_pipelines import clients, config, services, uploading
+from rf_pipelines import config, services, uploading
 from rf_pipelines.catalog import db, uploads
 from rf_pipelines.cli import cli
 from rf_pipelines.scheduler import WORKER_DISCONNECT_DELAY_S
@@ -38,27 +36,7 @@ def big_day(s3_bucket, database_url, tmp_path, monkeypatch):
     root = f"s3://{s3_bucket}/crash-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("RF_SENTINEL2_ROOT", root)
     config.settings.cache_clear()
-    s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
-    bucket, prefix = root[len("s3://") :].split("/", 1)
-    paths = [
-        f"tiles/{1 + n // 300}/U/{SQUARES[n % 300]}/{DAY.year}/{DAY.month}/{DAY.day}/0"
-        for n in range(SCENES)
-    ]
-
-    def put(n):
-        info = mirror.tile_info(DAY, "DP")
-        info["path"] = paths[n]
-        body = "{broken" if n == 777 else json.dumps(info)
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/{paths[n]}/tileInfo.json", Body=body)
-
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(put, range(SCENES)))
-    product = {"name": "P", "tiles": [{"path": p} for p in paths]}
-    s3.put_object(
-        Bucket=bucket,
-        Key=f"{prefix}/products/{DAY.year}/{DAY.month}/{DAY.day}/P/productInfo.json",
-        Body=json.dumps(product),
-    )
+    paths = mirror.put_big_day(root, DAY, SCENES, bad=(777,))
     return {"root": root, "paths": paths, "db": database_url}
 
 

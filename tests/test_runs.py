@@ -27,9 +27,10 @@ def test_a_run_prunes_what_is_older_than_the_retention(settings_env, tmp_path):
     (folder / "adhoc").mkdir()
     (folder / "adhoc" / "old.log").write_text("old")
     (folder / "adhoc" / "new.log").write_text("new")
+    _age(old / "failures.jsonl", 4)
     _age(old, 4)
     _age(folder / "adhoc" / "old.log", 4)
-    _age(recent, 2)
+    _age(recent, 5)  # an old folder, but a run still writes into it: kept
 
     current = runs.start()
     os.environ.pop(runs.ENV)
@@ -37,7 +38,7 @@ def test_a_run_prunes_what_is_older_than_the_retention(settings_env, tmp_path):
     assert [p.name for p in (folder / "adhoc").iterdir()] == ["new.log"]
 
     # A long-running process prunes at most every PRUNE_EVERY_S, not at every run.
-    _age(recent, 4)
+    _age(recent / "failures.jsonl", 4)
     runs.start()
     os.environ.pop(runs.ENV)
     assert recent.exists()

@@ -18,36 +18,50 @@ def scene_id(record):
 
 
 def upsert_scenes(conn, records, written_by):
-    """Inserts or updates imported scenes in one statement; a re-published product (same
-    datasource and scene key) updates its row.
+    """Inserts or updates imported scenes in one statement. A re-published product (same
+    datasource and scene key) updates its row only when it ranks at least as high as the
+    product already there (``product_rank``: reprocessing baseline, processing date, tier):
+    notifications arrive in any order, and an older product arriving late must not replace
+    a newer one. The same product again (a redelivery, a re-import) updates it.
 
     Returns:
-        the number of rows written.
+        the number of scenes the records name.
     """
     if not records:
         return 0
     sources = {}
     for name in {r["datasource"] for r in records}:
         sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
-    # One row per scene: when two records key the same scene, the last one wins.
-    unique = {scene_id(r): r for r in records}
+    # One row per scene: when two records key the same scene, the newest product wins.
+    unique = {}
+    for record in records:
+        key = scene_id(record)
+        if key not in unique or _rank(record) >= _rank(unique[key]):
+            unique[key] = record
     values = [_scene_values(r, sources[r["datasource"]], written_by) for r in unique.values()]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
     with conn.cursor() as cur:
         execute_values(
             cur,
             f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) VALUES %s "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now()",
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
+            "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
+            ">= COALESCE(scenes.scene_metadata->>'product_rank', '')",
             values,
             page_size=1000,
         )
     return len(values)
 
 
+def _rank(record):
+    return record.get("product_rank") or ""
+
+
 def _scene_values(record, datasource_id, written_by):
     metadata = {
         **record["scene_metadata"],
         "product_id": record["product_id"],
+        "product_rank": _rank(record),
         "bands": record["bands"],
         "thumbnails": record["thumbnails"],
     }

@@ -68,6 +68,19 @@ def scene_key(product_id, label):
     return "_".join(parts[:4] + parts[5:6])
 
 
+_TIERS = {"RT": "1", "T2": "2", "T1": "3"}
+
+
+def product_rank(product_id):
+    """Orders the products of one scene: collection, then processing date, then tier (a
+    Real-Time product is superseded by its Tier 1 or Tier 2 reprocessing); highest newest.
+    ``LC08_L2SP_001062_20201031_20201106_02_T2`` ranks ``02/20201106/2``."""
+    parts = product_id.split("_")
+    if len(parts) != 7:
+        return ""
+    return f"{parts[5]}/{parts[4]}/{_TIERS.get(parts[6], '0')}"
+
+
 def scene_record(flat, mtl_url):
     """The scene record of one Landsat product.
 
@@ -100,6 +113,7 @@ def scene_record(flat, mtl_url):
     return {
         "product_id": product_id,
         "scene_key": scene_key(product_id, label),
+        "product_rank": product_rank(product_id),
         "datasource": f"Landsat {spacecraft.rsplit('_', 1)[-1]} C{collection}",
         "acquisition_date": acquisition_time(flat, label),
         "cloud_cover": number(flat, "CLOUD_COVER", label),

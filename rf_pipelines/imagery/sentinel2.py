@@ -1,5 +1,6 @@
 """Sentinel-2 scene records from the AWS buckets' ``tileInfo.json``."""
 
+import re
 from datetime import datetime
 
 from rf_pipelines.errors import InvalidInput
@@ -23,6 +24,31 @@ MSI_BANDS = {
 }
 
 
+# S2A_MSIL1C_20170729T153601_N0205_R111_T19UDP_20170729T153557: mission, level, datatake
+# sensing start, processing baseline, relative orbit, tile, product discriminator.
+_PRODUCT_NAME = re.compile(
+    r"^(?P<mission>S2[A-D])_(?P<level>MSIL1C|MSIL2A)_(?P<sensing>\d{8}T\d{6})_N(?P<baseline>\d{4})"
+    r"_R\d{3}_T(?P<tile>\d{2}[A-Z]{3})_(?P<discriminator>\d{8}T\d{6})$"
+)
+
+
+def product_identity(product_name, acquired, mgrs_tile):
+    """(scene key, rank) of a product.
+
+    The scene key is the product name without what a reprocessing changes (baseline, orbit,
+    discriminator): ``S2A_MSIL1C_20170729T153601_T19UDP``, so a product reprocessed under a
+    new baseline, at the same tile path or another, updates the same scene. The rank orders
+    the products of one scene: baseline, then discriminator (when the product was made); the
+    highest is the newest. Names of another form key by tile and acquisition time, rank 0.
+    """
+    match = _PRODUCT_NAME.match(product_name)
+    if match is None:
+        return f"S2_{mgrs_tile}_{acquired:%Y%m%dT%H%M%S}", "0000/"
+    parts = match.groupdict()
+    key = f"{parts['mission']}_{parts['level']}_{parts['sensing']}_T{parts['tile']}"
+    return key, f"{parts['baseline']}/{parts['discriminator']}"
+
+
 def _field(info, key, label):
     if key not in info or info[key] in (None, ""):
         raise InvalidInput(f"{label}: missing field {key}")
@@ -42,8 +68,9 @@ def _footprints(info, key, label):
 def scene_record(info, tile_info_url, bucket_root):
     """The scene record of one Sentinel-2 tile acquisition.
 
-    The product id is the tile path (``tiles/{zone}/{band}/{square}/{Y}/{M}/{D}/{n}``), so a
-    reprocessed product of the same tile and day updates the same scene.
+    The product id is the product's name (``productName``); the scene key and the product's
+    rank come from it (``product_identity``), so a reprocessed product updates its scene, and
+    the newer of two products wins whatever order they arrive in.
 
     Args:
         info: the parsed tileInfo.json.
@@ -71,9 +98,12 @@ def scene_record(info, tile_info_url, bucket_root):
         cloud_cover = float(_field(info, "cloudyPixelPercentage", label))
     except (TypeError, ValueError) as err:
         raise InvalidInput(f"{label}: cloudyPixelPercentage is not a number") from err
+    mgrs = f"{info.get('utmZone')}{info.get('latitudeBand')}{info.get('gridSquare')}"
+    key, rank = product_identity(product, acquired, mgrs)
     return {
-        "product_id": path,
-        "scene_key": path,
+        "product_id": product,
+        "scene_key": key,
+        "product_rank": rank,
         "datasource": f"Sentinel-2 {'L2A' if 'MSIL2A' in product else 'L1C'}",
         "acquisition_date": acquired,
         "cloud_cover": cloud_cover,
@@ -94,7 +124,8 @@ def scene_record(info, tile_info_url, bucket_root):
         "metadata_files": [tile_info_url, f"{folder}/metadata.xml"],
         "thumbnails": {"LARGE": f"{folder}/preview.jpg"},
         "scene_metadata": {
-            "mgrs_tile": f"{info.get('utmZone')}{info.get('latitudeBand')}{info.get('gridSquare')}",
+            "mgrs_tile": mgrs,
+            "tile_path": path,
             "product_name": product,
             "data_coverage": info.get("dataCoveragePercentage"),
             "datastrip": (info.get("datastrip") or {}).get("id"),

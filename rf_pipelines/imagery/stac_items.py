@@ -16,6 +16,9 @@ _MTL_ASSETS = ("mtl.json", "MTL.json", "mtl.txt", "MTL.txt")
 # Media types of band files, without their parameters: GeoTIFF and COG ("image/tiff;
 # application=geotiff; profile=cloud-optimized"), and the pre-1.0 STAC name USGS still writes.
 _GEOTIFF_TYPES = ("image/tiff", "image/vnd.stac.geotiff")
+# JPEG 2000 band files (Earth Search's sentinel-2-l1c has no others); a GeoTIFF of the same
+# band is preferred where an item has both.
+_JP2_TYPES = ("image/jp2",)
 
 
 def item_id(item, label="item"):
@@ -41,6 +44,18 @@ def scene_key(item, label="item"):
     return ident
 
 
+def product_rank(item):
+    """Orders the items of one scene (``scene_key``), highest newest: a Landsat product by
+    collection, processing date and tier; any other by processing baseline, then the time
+    the item was last updated or created."""
+    ident = str(item.get("id", ""))
+    props = item.get("properties") or {}
+    if scene_key(item) != ident:  # a Landsat product id, keyed without its processing
+        return landsat.product_rank(ident)
+    baseline = str(props.get("s2:processing_baseline") or props.get("processing:version") or "")
+    return f"{baseline}/{props.get('updated') or props.get('created') or ''}"
+
+
 def scene_record(item, datasource, label=None):
     """The scene record of one STAC item.
 
@@ -64,6 +79,7 @@ def scene_record(item, datasource, label=None):
     return {
         "product_id": ident,
         "scene_key": scene_key(item, label),
+        "product_rank": product_rank(item),
         "datasource": datasource,
         "acquisition_date": _acquired(props, label),
         "cloud_cover": _number(props, "eo:cloud_cover", label),
@@ -142,7 +158,9 @@ def _number(props, keys, label):
 
 def _bands(assets, item_bands, label):
     bands = []
-    for key, asset in assets.items():
+    # GeoTIFFs first: the first asset of a band name is the one kept.
+    ordered = sorted(assets.items(), key=lambda pair: _image_kind(pair[1]) != "geotiff")
+    for key, asset in ordered:
         band = _one_band(key, asset, item_bands, label)
         if band is None or any(b["name"] == (band.get("name") or key) for b in bands):
             continue  # not a band, or one already listed by another asset
@@ -171,8 +189,9 @@ def _bands(assets, item_bands, label):
 def _one_band(key, asset, item_bands, label):
     """The eo:bands entry of an asset that is one band of data, else None.
 
-    A band is a GeoTIFF that describes exactly one band. Roles are optional (Planetary
-    Computer's older items have none); where an asset has roles, it is a band only with
+    A band is a GeoTIFF (or JPEG 2000) file that describes exactly one band. Roles are
+    optional (Planetary Computer's older items have none); where an asset has roles, it is a
+    band only with
     "data" (not a thumbnail, overview, metadata or QA mask). STAC 0.x and 1.0.0-beta items
     (USGS's) give the band as an index into the item's properties["eo:bands"].
 
@@ -181,7 +200,7 @@ def _one_band(key, asset, item_bands, label):
     """
     roles = asset.get("roles")
     described = asset.get("eo:bands")
-    if (roles and "data" not in roles) or not _is_geotiff(asset):
+    if (roles and "data" not in roles) or _image_kind(asset) is None:
         return None
     one_band = len(asset.get("raster:bands") or [{}]) == 1  # raster:bands, where given, agree
     if not isinstance(described, list) or len(described) != 1 or not one_band:
@@ -197,12 +216,18 @@ def _one_band(key, asset, item_bands, label):
     )
 
 
-def _is_geotiff(asset):
+def _image_kind(asset):
+    """``geotiff`` or ``jp2`` for a band file's media type (or, untyped, its file name)."""
     media_type = asset.get("type")
     if media_type is None:  # untyped: known by the file name
-        path = urlsplit(str(asset.get("href") or "")).path
-        return path.lower().endswith((".tif", ".tiff"))
-    return media_type.split(";")[0].strip().lower() in _GEOTIFF_TYPES
+        path = urlsplit(str(asset.get("href") or "")).path.lower()
+        if path.endswith((".tif", ".tiff")):
+            return "geotiff"
+        return "jp2" if path.endswith(".jp2") else None
+    media_type = media_type.split(";")[0].strip().lower()
+    if media_type in _GEOTIFF_TYPES:
+        return "geotiff"
+    return "jp2" if media_type in _JP2_TYPES else None
 
 
 # Assets without roles (Planetary Computer's and USGS's older items) are known by their key.

@@ -19,7 +19,7 @@ import luigi
 
 from rf_pipelines import config, operations, sources
 from rf_pipelines.catalog import db, imports
-from rf_pipelines.errors import PermanentError, TransientError, is_transient
+from rf_pipelines.errors import ConfigError, PermanentError, TransientError, is_transient
 from rf_pipelines.tasks.base import RfTask
 
 BATCH_SIZE = 500
@@ -30,7 +30,11 @@ class DayFailed(PermanentError):
 
 
 class DayUnread(TransientError):
-    """Some scenes of a day could not be read (the store failed); a rerun reads them again."""
+    """Every failed scene of a day could not be read (the store failed); a rerun reads them."""
+
+
+class DayRefused(ConfigError):
+    """The store refused to let this worker read scenes of a day: a setting is wrong."""
 
 
 class _DayTask(RfTask):
@@ -108,7 +112,13 @@ class ImportBatch(_FromManifest):
         self.report_progress(f"{where}: {done:,} of {len(manifest):,} scenes of the day", 100)
         if failures:
             first = next(iter(failures.items()))
-            kind = DayUnread if any(map(is_transient, failures.values())) else DayFailed
+            errors = list(failures.values())
+            if all(map(is_transient, errors)):
+                kind = DayUnread
+            elif any(isinstance(e, ConfigError) for e in errors):
+                kind = DayRefused
+            else:
+                kind = DayFailed
             raise kind(
                 f"{self.source} {self.day}: {len(failures)} of {len(entries)} scenes in batch "
                 f"{self.batch} failed, e.g. {first[0]}: {first[1]}"

@@ -20,7 +20,10 @@ def _record(info, url="s3://sentinel-s2-l1c/tiles/19/U/DP/2017/7/29/0/tileInfo.j
 
 def test_l1c_tile():
     record = _record(json.loads(L1C.read_text()))
-    assert record["product_id"] == record["scene_key"] == "tiles/19/U/DP/2017/7/29/0"
+    assert record["product_id"] == "S2A_MSIL1C_20170729T153601_N0205_R111_T19UDP_20170729T153557"
+    assert record["scene_key"] == "S2A_MSIL1C_20170729T153601_T19UDP"
+    assert record["product_rank"] == "0205/20170729T153557"
+    assert record["scene_metadata"]["tile_path"] == "tiles/19/U/DP/2017/7/29/0"
     assert record["datasource"] == "Sentinel-2 L1C"
     assert record["cloud_cover"] == 24.48
     assert record["scene_metadata"]["mgrs_tile"] == "19UDP"
@@ -31,10 +34,32 @@ def test_l1c_tile():
     assert record["footprints"]["tile"]["3857"]["type"] == "Polygon"
 
 
-def test_l2a_of_the_same_tile_and_day_has_the_same_key_and_its_own_datasource():
+def test_l2a_of_the_same_tile_and_day_is_a_scene_of_its_own_datasource():
+    # The real L1C and L2A tiles of 19UDP on 2017-07-29 share their tile path.
     l1c, l2a = _record(json.loads(L1C.read_text())), _record(json.loads(L2A.read_text()))
-    assert l1c["scene_key"] == l2a["scene_key"]
-    assert l2a["datasource"] == "Sentinel-2 L2A"
+    assert l1c["scene_metadata"]["tile_path"] == l2a["scene_metadata"]["tile_path"]
+    assert l2a["scene_key"] == "S2A_MSIL2A_20170729T153601_T19UDP" != l1c["scene_key"]
+    assert (l1c["datasource"], l2a["datasource"]) == ("Sentinel-2 L1C", "Sentinel-2 L2A")
+
+
+def test_a_reprocessed_product_keys_the_same_scene_and_ranks_higher():
+    info = json.loads(L1C.read_text())
+    first = _record(info)
+    info["productName"] = "S2A_MSIL1C_20170729T153601_N0500_R111_T19UDP_20230615T101010"
+    again = _record(info)
+    assert again["scene_key"] == first["scene_key"]
+    assert again["product_rank"] > first["product_rank"]
+    # A newer discriminator under the same baseline ranks higher too.
+    info["productName"] = "S2A_MSIL1C_20170729T153601_N0205_R111_T19UDP_20180101T000000"
+    assert again["product_rank"] > _record(info)["product_rank"] > first["product_rank"]
+
+
+def test_a_product_name_of_another_form_keys_by_tile_and_time():
+    info = json.loads(L1C.read_text())
+    info["productName"] = "S2A_OPER_PRD_MSIL1C_PDMC_20160101T000000_R111_V20160101T153601"
+    record = _record(info)
+    assert record["scene_key"] == "S2_19UDP_20170729T153557"
+    assert record["product_rank"] == "0000/"
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 from rf_pipelines.errors import InvalidInput
 from rf_pipelines.imagery import mtl, stac_items
 from rf_pipelines.mirror import landsat_item
+from tests import stac
 from tests.conftest import TESTDATA
 
 STAC = TESTDATA / "stac"
@@ -147,6 +148,18 @@ def test_items_without_roles_keep_their_browse_images_and_metadata_files(name):
     assert stems == ["ANG.txt", "MTL.json", "MTL.txt", "MTL.xml"]
 
 
+def test_jpeg2000_bands_count_and_a_geotiff_of_the_same_band_is_preferred():
+    # Earth Search's sentinel-2-l1c items have only JPEG 2000 band files; its L2A items
+    # have both, each band as a COG and as "-jp2".
+    item = stac.s2_item()
+    both = stac_items.scene_record(item, "x")["bands"]
+    assert all(b["url"].endswith(".tif") for b in both)
+    item["assets"] = {k: a for k, a in item["assets"].items() if not a["href"].endswith(".tif")}
+    only_jp2 = stac_items.scene_record(item, "x")["bands"]
+    assert [b["name"] for b in only_jp2] == [b["name"] for b in both]
+    assert all(b["url"].endswith(".jp2") for b in only_jp2)
+
+
 def test_band_index_outside_the_item_bands_names_the_item_and_asset():
     item = _item(USGS_BETA)
     item["assets"]["SR_B4.TIF"]["eo:bands"] = [7]  # properties eo:bands has 7 bands: 0..6
@@ -157,7 +170,7 @@ def test_band_index_outside_the_item_bands_names_the_item_and_asset():
 def test_a_band_is_a_geotiff_by_its_media_type_or_its_name():
     item = _item(PC_LANDSAT)
     del item["assets"]["SR_B1"]["type"]  # no type, but the href ends .TIF: still a band
-    item["assets"]["SR_B2"]["type"] = "image/jp2"  # not a GeoTIFF
+    item["assets"]["SR_B2"]["type"] = "text/html"  # not an image
     item["assets"]["SR_B3"]["href"] += "?st=2022-03-16&sig=abc"  # a signed URL
     del item["assets"]["SR_B3"]["type"]
     assert _band_names(item)[:6] == ["SR_B1", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7"]

@@ -29,7 +29,7 @@ def _scenes(database_url):
 
 
 def test_a_day_is_imported_once(s2_bucket, database_url):
-    paths = mirror.put_day(s2_bucket, DAY, ["DP", "DQ", "EP"])
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ", "EP"])
     code, days, out = _import("--date", str(DAY))
     assert code == 0, out
     assert days == [
@@ -43,7 +43,7 @@ def test_a_day_is_imported_once(s2_bucket, database_url):
         }
     ]
     scenes = _scenes(database_url)
-    assert [s[0] for s in scenes] == sorted(paths)
+    assert [s[0] for s in scenes] == sorted(mirror.scene_name(DAY, sq) for sq in ("DP", "DQ", "EP"))
 
     manifest = days[0]["manifest"]
     code, days, out = _import("--date", str(DAY))
@@ -63,10 +63,11 @@ def test_bad_metadata_fails_that_scene_alone_and_the_rerun_retries_it(s2_bucket,
     (report,) = days
     assert report["status"] == "PARTIAL"
     ((ref, reason),) = report["failures"].items()
-    assert ref.endswith("/19/U/DQ/2017/7/29/0/tileInfo.json")
+    # The tile's metadata, and the product that listed it.
+    assert ref.endswith("/19/U/DQ/2017/7/29/0/tileInfo.json#" + mirror.product_name(DAY, "DQ"))
     assert "missing field tileGeometry" in reason
     good = _scenes(database_url)
-    assert [s[0] for s in good] == [mirror.tile_path(DAY, "DP")]
+    assert [s[0] for s in good] == [mirror.scene_name(DAY, "DP")]
 
     mirror.put_json(
         s2_bucket, f"{mirror.tile_path(DAY, 'DQ')}/tileInfo.json", mirror.tile_info(DAY, "DQ")
@@ -75,36 +76,59 @@ def test_bad_metadata_fails_that_scene_alone_and_the_rerun_retries_it(s2_bucket,
     assert code == 0, out
     assert days[0]["status"] == "COMPLETE" and days[0]["failures"] == {}
     after = _scenes(database_url)
-    assert [s[0] for s in after] == sorted(mirror.tile_path(DAY, sq) for sq in ("DP", "DQ"))
+    assert [s[0] for s in after] == sorted(mirror.scene_name(DAY, sq) for sq in ("DP", "DQ"))
     assert after[0] == good[0]  # the good scene was not read or written again
 
 
 def test_lookback_finds_late_scenes(s2_bucket, database_url):
     mirror.put_day(s2_bucket, DAY, ["DP"])
     assert _import("--date", str(DAY))[0] == 0
-    mirror.put_day(s2_bucket, DAY, ["EQ"], product="LATE")  # published after the night's run
+    mirror.put_day(s2_bucket, DAY, ["EQ"])  # published after the night's run
     nextday = DAY + datetime.timedelta(1)
     mirror.put_day(s2_bucket, nextday, ["DP"])
     code, days, out = _import("--date", str(nextday), "--lookback", "1")
     assert code == 0, out
     assert [d["day"] for d in days] == [str(DAY), str(nextday)]
     assert [s[0] for s in _scenes(database_url)] == sorted(
-        [mirror.tile_path(DAY, "DP"), mirror.tile_path(DAY, "EQ"), mirror.tile_path(nextday, "DP")]
+        [
+            mirror.scene_name(DAY, "DP"),
+            mirror.scene_name(DAY, "EQ"),
+            mirror.scene_name(nextday, "DP"),
+        ]
     )
 
 
 def test_reprocessed_product_updates_its_scene(s2_bucket, database_url):
+    # AWS kept a reprocessed product at the tile's own path: the tile path named the
+    # product, so the look-back skipped it as imported and the scene kept the old baseline.
     mirror.put_day(s2_bucket, DAY, ["DP"])
     assert _import("--date", str(DAY))[0] == 0
-    mirror.put_day(s2_bucket, DAY, ["DP"], baseline="N0400")
+    [before] = _scenes(database_url)
+    mirror.put_day(s2_bucket, DAY, ["DP"], baseline="N0400", made="20230301T101010")
     nextday = DAY + datetime.timedelta(1)
-    # The reprocessed tile has the same path: a backfill of an incomplete range re-reads it
-    # only if it is missing, so force a fresh check of the day.
-    with db.transaction(database_url) as conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM scenes")
-    assert _import("--date", str(nextday), "--lookback", "1")[0] == 0
-    (scene,) = [s for s in _scenes(database_url) if s[0] == mirror.tile_path(DAY, "DP")]
-    assert "N0400" in scene[2]
+    code, days, out = _import("--date", str(nextday), "--lookback", "1")
+    assert code == 0, out
+    [after] = _scenes(database_url)  # the same scene, updated
+    assert after[0] == before[0] == mirror.scene_name(DAY, "DP")
+    assert after[2] == mirror.product_name(DAY, "DP", "N0400", "20230301T101010")
+    assert after[1] > before[1]
+
+
+@pytest.mark.parametrize("first", ["older", "newer"])
+def test_the_newest_product_wins_whatever_order_they_arrive_in(s2_bucket, database_url, first):
+    # Two products of one acquisition at two tile paths (0 and 1), discovered on two nights
+    # in either order: the scene ends with the newer baseline's product either way.
+    products = {"older": ("N0205", "20170729T153557"), "newer": ("N0400", "20230301T101010")}
+    second = "newer" if first == "older" else "older"
+    nextday = DAY + datetime.timedelta(1)
+    for sequence, (which, args) in enumerate([(first, ("--date", str(DAY))), (second, None)]):
+        baseline, made = products[which]
+        mirror.put_day(s2_bucket, DAY, ["DP"], baseline=baseline, made=made, sequence=sequence)
+        code, days, out = _import(*(args or ("--date", str(nextday), "--lookback", "1")))
+        assert code == 0, out
+    [scene] = _scenes(database_url)
+    assert scene[0] == mirror.scene_name(DAY, "DP")
+    assert scene[2] == mirror.product_name(DAY, "DP", *products["newer"])
 
 
 def test_backfill_skips_complete_days_and_shows_progress(s2_bucket, database_url, monkeypatch):

@@ -96,6 +96,7 @@ def test_notifications_are_imported_and_bad_ones_rejected_to_the_dead_letter_que
         "sentinel2": json.dumps(s3_event),
         "stac": _sns(json.dumps(stac.s2_item())),
         "garbage": "this is not json",
+        "odd": json.dumps({"Records": [1]}),  # JSON of an odd shape: rejected, not a crash
         "no_mtl": _sns(json.dumps(no_mtl)),
     }
     ids = {k: sqs.send_message(QueueUrl=url, MessageBody=b)["MessageId"] for k, b in bodies.items()}
@@ -108,22 +109,103 @@ def test_notifications_are_imported_and_bad_ones_rejected_to_the_dead_letter_que
         "sentinel2": "stored",
         "stac": "stored",
         "garbage": "rejected",
+        "odd": "rejected",
         "no_mtl": "rejected",
     }
     assert "malformed message" in outcome[ids["garbage"]]["reason"]
     assert "MTL file" in outcome[ids["no_mtl"]]["reason"]
     assert _scene_names(queues["db"]) == sorted(
-        ["LC08_L2SP_001062_20201031_02", tile, "S2A_13TDE_20231008_0_L2A"]
+        [
+            "LC08_L2SP_001062_20201031_02",
+            mirror.scene_name(TILE_DAY, "DP"),
+            "S2A_13TDE_20231008_0_L2A",
+        ]
     )
     assert _drain(sqs, url) == []  # every message handled is deleted
     dead = _drain(sqs, queues["dlq"])
-    assert sorted(m["Body"] for m in dead) == sorted([bodies["garbage"], bodies["no_mtl"]])
+    assert sorted(m["Body"] for m in dead) == sorted(
+        [bodies["garbage"], bodies["odd"], bodies["no_mtl"]]
+    )
     assert all(m["MessageAttributes"]["rejected_because"]["StringValue"] for m in dead)
 
     # A redelivered notification (at-least-once delivery) updates the same row.
     sqs.send_message(QueueUrl=url, MessageBody=bodies["landsat"])
     assert _listen(url)[0] == 0
     assert len(_scene_names(queues["db"])) == 3
+
+
+def _s3_event(url):
+    bucket, key = url[len("s3://") :].split("/", 1)
+    return json.dumps({"Records": [{"s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]})
+
+
+def _scene_rows(database_url):
+    with db.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT s.name, d.name, s.scene_metadata->>'import_source', "
+            "s.scene_metadata->>'product_id' FROM scenes s "
+            "JOIN datasources d ON d.id = s.datasource_id "
+            "WHERE s.owner = 'rf_pipelines' ORDER BY s.name"
+        )
+        return cur.fetchall()
+
+
+def test_l1c_and_l2a_tiles_of_one_path_stay_two_scenes_of_two_sources(queues, monkeypatch):
+    # The real L1C and L2A tileInfo.json of 19UDP on 2017-07-29, in buckets laid out as
+    # sentinel-s2-l1c (the configured root) and sentinel-s2-l2a: one tile path for both.
+    from tests.conftest import TESTDATA
+
+    sqs, url = queues["sqs"], queues["url"]
+    roots = {level: f"{queues['root']}-{level}" for level in ("l1c", "l2a")}
+    monkeypatch.setenv("RF_SENTINEL2_ROOT", roots["l1c"])
+    config.settings.cache_clear()
+    path = "tiles/19/U/DP/2017/7/29/0"
+    for level, root in roots.items():
+        real = (
+            TESTDATA / "sentinel2" / f"sentinel-s2-{level}_tiles_19_U_DP_2017_7_29_0_tileInfo.json"
+        )
+        mirror.put_json(root, f"{path}/tileInfo.json", real.read_text())
+        sqs.send_message(QueueUrl=url, MessageBody=_s3_event(f"{root}/{path}/tileInfo.json"))
+    code, lines, out = _listen(url)
+    assert [line["outcome"] for line in lines if "message" in line] == ["stored"] * 2, out
+    assert _scene_rows(queues["db"]) == [
+        (
+            "S2A_MSIL1C_20170729T153601_T19UDP",
+            "Sentinel-2 L1C",
+            "sentinel2",
+            "S2A_MSIL1C_20170729T153601_N0205_R111_T19UDP_20170729T153557",
+        ),
+        (
+            "S2A_MSIL2A_20170729T153601_T19UDP",
+            "Sentinel-2 L2A",
+            f"sentinel2@{roots['l2a']}",
+            "S2A_MSIL2A_20170729T153601_N0001_R111_T19UDP_20200401T051009",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("first", ["real-time", "tier-1"])
+def test_a_late_older_product_does_not_replace_the_newer_one(queues, first):
+    # SQS does not keep order: the Tier 1 reprocessing of a Real-Time product may arrive
+    # first. Either way the scene ends with the Tier 1 product.
+    landsat = stac.real_landsat_item("2020-10-31")
+    text = (stac.LANDSAT / "LC08_L2SP_001062_20201031_20201106_02_T2_MTL.json").read_text()
+    items = {
+        "real-time": stac.republished(landsat, text, "20201101", "RT"),
+        "tier-1": stac.republished(landsat, text, "20201115", "T1"),
+    }
+    for item, mtl_text in items.values():
+        stac.put_mtl(queues["root"], item, text=mtl_text)
+    second = "tier-1" if first == "real-time" else "real-time"
+    for which in (first, second):  # one listener run each: a fixed order of arrival
+        queues["sqs"].send_message(
+            QueueUrl=queues["url"], MessageBody=_sns(json.dumps(items[which][0]))
+        )
+        code, lines, out = _listen(queues["url"])
+        assert [line["outcome"] for line in lines if "message" in line] == ["stored"], out
+    [(name, _, _, product)] = _scene_rows(queues["db"])
+    assert name == "LC08_L2SP_001062_20201031_02"
+    assert product == items["tier-1"][0]["id"] == "LC08_L2SP_001062_20201031_20201115_02_T1"
 
 
 def test_a_message_is_kept_while_the_catalog_is_down(queues, monkeypatch):
@@ -140,9 +222,13 @@ def test_a_message_is_kept_while_the_catalog_is_down(queues, monkeypatch):
     assert code == 0, out
     assert lines[0]["outcome"] == "retry" and "catalog down" in lines[0]["reason"]
     assert lines[-1] == {"done": {"stored": 0, "rejected": 0, "retry": 1}}  # --once: one try
+    time.sleep(VISIBILITY_S + 0.5)  # back after the visibility timeout (first receive)
+    assert _listen(url)[1][0]["outcome"] == "retry"  # still down: now back in twice that
+    nothing = [{"done": {"stored": 0, "rejected": 0, "retry": 0}}]
+    time.sleep(VISIBILITY_S + 0.5)
+    assert _listen(url)[1] == nothing  # the backoff doubled: still invisible
     monkeypatch.undo()
-    assert _listen(url)[1] == [{"done": {"stored": 0, "rejected": 0, "retry": 0}}]  # invisible
-    time.sleep(VISIBILITY_S + 0.5)  # the visibility timeout: the message comes back
+    time.sleep(VISIBILITY_S)
     assert _listen(url)[1][0]["outcome"] == "stored"  # the kept message, once the catalog is up
 
 
@@ -339,8 +425,10 @@ def proxied_store(queues, local_services, monkeypatch):
     config.settings.cache_clear()
 
 
-@pytest.mark.parametrize("fault", ["503", "refuse"])
+@pytest.mark.parametrize("fault", ["503", "refuse", "403"])
 def test_a_store_that_fails_leaves_the_message_for_a_retry(queues, proxied_store, fault):
+    # 503 and refused connections are transient; 403 is this worker's setting (credentials,
+    # requester pays): none is the message's fault, none goes to the dead-letter queue.
     sqs, url = queues["sqs"], queues["url"]
     landsat = stac.real_landsat_item("2020-10-31")
     stac.put_mtl(queues["root"], landsat)
@@ -351,7 +439,9 @@ def test_a_store_that_fails_leaves_the_message_for_a_retry(queues, proxied_store
     [line] = [line for line in lines if "message" in line]
     assert (line["message"], line["outcome"]) == (message["MessageId"], "retry"), out
     assert "cannot be read" in line["reason"]
-    if fault == "503":
+    if fault == "403":
+        assert "the store refuses this worker" in line["reason"]
+    if fault != "refuse":
         assert proxied_store.requests > 0  # the store was asked, and answered 503
     assert _drain(sqs, queues["dlq"]) == []
     assert _scene_names(queues["db"]) == []
@@ -408,7 +498,7 @@ def test_a_failed_dead_letter_send_or_delete_is_logged_and_the_message_comes_bac
     assert len(_drain(sqs, queues["dlq"])) == (2 if operation == "DeleteMessage" else 1)
 
 
-def _listener(queue_url, fired, *options, step="DescribeBands", seconds=3):
+def _listener(queue_url, fired, *options, step="DescribeBands", seconds=3, wait_seconds=1):
     """``rf-pipelines listen`` in a process of its own, the step ``step`` taking ``seconds``
     more each time it runs (``tests/fault_cli.py``); each start is a line in ``fired``."""
     env = dict(os.environ, RF_FAULT_FIRED=str(fired))
@@ -423,7 +513,7 @@ def _listener(queue_url, fired, *options, step="DescribeBands", seconds=3):
             "listen",
             queue_url,
             "--wait-seconds",
-            "1",
+            str(wait_seconds),
             *options,
         ],
         env=env,
@@ -473,21 +563,27 @@ def test_sigterm_finishes_the_current_message_and_gives_the_others_back(queues, 
     assert json.loads(out.splitlines()[-1]) == {"done": {"stored": 1, "rejected": 0, "retry": 0}}
     statuses = _statuses(queues["db"], uploads_)
     assert sorted(statuses) == ["COMPLETE", "UPLOADED", "UPLOADED"], statuses
-    # The two messages not started are back on the queue at once, not after a timeout.
-    back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    # The two messages not started are back on the queue at once, not after a timeout:
+    # received by the listener once, and now a second time.
+    back = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    ).get("Messages", [])
     assert sorted(json.loads(m["Body"])["upload_id"] for m in back) == sorted(
         str(u) for u, s in zip(uploads_, statuses, strict=True) if s == "UPLOADED"
     )
+    assert [m["Attributes"]["ApproximateReceiveCount"] for m in back] == ["2", "2"]
 
 
-def test_sigterm_while_waiting_for_messages_exits_at_once(queues, tmp_path):
-    listener = _listener(queues["url"], tmp_path / "fired")
-    time.sleep(3)  # long enough to be waiting on the empty queue
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_waiting_for_messages_ends_with_the_long_poll(queues, tmp_path, number):
+    listener = _listener(queues["url"], tmp_path / "fired", wait_seconds=3)
+    time.sleep(4)  # long enough to be waiting on the empty queue
     started = time.monotonic()
-    listener.send_signal(signal.SIGTERM)
+    listener.send_signal(number)
     out, err = listener.communicate(timeout=30)
     assert listener.returncode == 0, err
-    assert time.monotonic() - started < 5
+    assert "Traceback" not in err
+    assert time.monotonic() - started < 3 + 2  # at most the rest of the 3 s long poll
     assert json.loads(out.splitlines()[-1]) == {"done": {"stored": 0, "rejected": 0, "retry": 0}}
 
 
