@@ -20,6 +20,7 @@ On its own (benchmarks, so that it does not compete for this process's GIL)::
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import sys
 import threading
@@ -43,6 +44,7 @@ class Proxy:
         self.delay_s = delay_s
         self._mode = "forward"
         self.requests = 0
+        self.heads = collections.deque(maxlen=1000)  # the last requests' heads, for tests
         self._writers = set()
         self._port = port
         self._loop = None
@@ -144,6 +146,7 @@ class Proxy:
                 if requests and between_requests[0]:
                     between_requests[0] = False
                     self.requests += 1
+                    self.heads.append(data.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
                     if self._mode in ERRORS:  # switched while this connection was open
                         await self._slow_down(client_writer, counted=True)
                         break

@@ -58,7 +58,19 @@ def luigi_s3_client(endpoint_url=None):
     return client
 
 
+@_cached
+def unsigned_s3_client(endpoint_url=None):
+    """An S3 client that signs nothing: anonymous reads of open-data buckets."""
+    from botocore import UNSIGNED
+
+    return _session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
+    )
+
+
 def reset():
     """Forgets every cached client (after the environment changed, as in tests)."""
-    for factory in (_session, aws_client, s3_resource, luigi_s3_client):
+    for factory in (_session, aws_client, s3_resource, luigi_s3_client, unsigned_s3_client):
         factory.cache_clear()

