@@ -30,6 +30,7 @@ the listener with exit 0.
 
 import json
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -336,6 +337,7 @@ class _Stop:
     def __init__(self):
         self.requested = False
         self.previous = {}
+        self.pid = os.getpid()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -349,6 +351,13 @@ class _Stop:
         return False
 
     def _on_signal(self, number, frame):
+        if os.getpid() != self.pid:
+            # A process forked while a job ran (luigi's tracking-URL reader of a Spark step)
+            # inherits this handler: there the signal means what it always does, or the
+            # fork would outlive its terminate() and hold up its parent's exit for good.
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
         log.warning("signal %d: stopping after the current message", number)
         self.requested = True
 

@@ -616,3 +616,25 @@ def test_two_listeners_on_one_queue_process_each_message_once(queues, tmp_path):
     assert all(handled), f"one listener did all the work: {handled}"
     assert len(fired.read_text().splitlines()) == 4  # each upload's slow step ran once
     assert _drain(sqs, url) == [] and _drain(sqs, queues["dlq"]) == []
+
+
+def _nap():
+    time.sleep(60)
+
+
+def test_a_process_forked_while_listening_still_ends_on_sigterm():
+    # luigi reads a Spark step's tracking URL in a forked process and terminate()s it at the
+    # end. Forked with the listener's SIGTERM handler, it ignored that and lived on, and the
+    # listener (or pytest) waited for it at exit for good.
+    import multiprocessing
+
+    from rf_pipelines import listening
+
+    with listening._Stop() as stop:
+        child = multiprocessing.get_context("fork").Process(target=_nap)
+        child.start()
+        time.sleep(0.5)
+        child.terminate()
+        child.join(10)
+        assert child.exitcode == -signal.SIGTERM
+        assert not stop.requested  # the listener itself was not asked to stop
