@@ -1,12 +1,15 @@
 """A day of 20,000 Sentinel-2 scenes (tileInfo.json made from the real 19UDP file as a
 template, served by the local object store) imported into PostgreSQL, versus a baseline of
-one Luigi task per scene measured in the same run; a rerun of the completed day; and a
-backfill check over 365 completed days.
+one Luigi task per scene measured in the same run; the same day through a proxy that adds
+30 ms to every request (``bench/proxy.py``, as a real store answers), against the first
+import; a rerun of the completed day; and a backfill check over 365 completed days.
 """
 
 import datetime
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +31,7 @@ TESTDATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "sentinel2"
 TEMPLATE = json.loads(
     (TESTDATA / "sentinel-s2-l1c_tiles_19_U_DP_2017_7_29_0_tileInfo.json").read_text()
 )
-BUCKET = "rf-bench-s2"
+BUCKET = "rf-bench-s2-v2"  # v2: a product name per tile (v1's tiles shared one)
 DAY = datetime.date(2021, 6, 1)
 PER_PRODUCT = 500
 # The same for the batched import and the baseline (2 measured slower: the store and
@@ -37,13 +40,20 @@ WORKERS = 1
 SQUARES = [a + b for a in "CDEFGHJKLMNPQRSTUV" for b in "ABCDEFGHJKLMNPQRSTUV"]
 
 
+NETWORK_DELAY_MS = 30
+
+
 def _tile(product, index):
+    """Tile ``index`` of product ``product``: its own grid square, zone and sensing time, so
+    that each is a scene of its own."""
     info = dict(TEMPLATE)
-    info["path"] = (
-        f"tiles/{product % 60 + 1}/U/{SQUARES[index % len(SQUARES)]}/"
-        f"{DAY.year}/{DAY.month}/{DAY.day}/{index // len(SQUARES)}"
+    zone, square, sequence = product % 60 + 1, SQUARES[index % len(SQUARES)], index // len(SQUARES)
+    info["path"] = f"tiles/{zone}/U/{square}/{DAY.year}/{DAY.month}/{DAY.day}/{sequence}"
+    info["utmZone"], info["gridSquare"] = zone, square
+    info["productName"] = (
+        f"S2A_MSIL1C_{DAY:%Y%m%d}T1536{sequence:02d}_N0205_R{product:03d}_T{zone:02d}U{square}"
+        f"_{DAY:%Y%m%d}T170000"
     )
-    info["productName"] = f"S2A_MSIL1C_{DAY:%Y%m%d}T153601_N0205_R{product:03d}"
     info["timestamp"] = f"{DAY}T15:35:57.455Z"
     return info
 
@@ -143,10 +153,23 @@ def run(repeat=1, count=20_000, baseline_count=1_000):
                 workers=WORKERS,
             )
             ours = time.perf_counter() - start
-            with db.connect(config.settings().database_url) as conn:
-                assert imports.day_report(conn, "sentinel2", DAY)["status"] == "COMPLETE"
+            _assert_complete(count)
             rerun = _cli_seconds(["import", "sentinel2", "--date", str(DAY)])
             backfill = _backfill_seconds()
+        finally:
+            _drop(admin, name)
+
+        admin, name = _fresh_database()
+        try:
+            with _delayed_store(NETWORK_DELAY_MS):
+                start = time.perf_counter()
+                build(
+                    [ImportDay(source="sentinel2", day=DAY, run_day=DAY)],
+                    local_scheduler=True,
+                    workers=WORKERS,
+                )
+                distant = time.perf_counter() - start
+            _assert_complete(count)
         finally:
             _drop(admin, name)
 
@@ -169,8 +192,64 @@ def run(repeat=1, count=20_000, baseline_count=1_000):
         f"1 task/scene: {base_rate:,.0f}/s",
         one_by_one * count / baseline_count,
     )
+    yield row(
+        f"same through a {NETWORK_DELAY_MS} ms store: {count / distant:,.0f} scenes/s",
+        distant,
+        "no added latency (above)",
+        ours,
+    )
     yield row("rerun of the completed day (CLI)", rerun, "-", float("nan"))
     yield row("backfill check over 365 completed days (CLI)", backfill, "-", float("nan"))
+
+
+def _assert_complete(count):
+    with db.connect(config.settings().database_url) as conn:
+        assert imports.day_report(conn, "sentinel2", DAY)["status"] == "COMPLETE"
+        scenes = imports.day_scenes(conn, "sentinel2", DAY)
+    assert len(scenes) == count, f"{len(scenes)} scenes, not {count}"
+
+
+class _delayed_store:
+    """Points the importer at the object store through ``bench/proxy.py`` in a process of
+    its own, adding ``delay_ms`` to every request."""
+
+    def __init__(self, delay_ms):
+        self.delay_ms = delay_ms
+
+    def __enter__(self):
+        from rf_pipelines.targets import reading
+
+        self.endpoint = config.settings().s3_endpoint_url
+        upstream = self.endpoint.rsplit("/", 1)[-1]
+        self.proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.proxy",
+                "--upstream",
+                upstream,
+                "--delay-ms",
+                str(self.delay_ms),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        os.environ["AWS_ENDPOINT_URL_S3"] = self.proxy.stdout.readline().strip()
+        config.settings.cache_clear()
+        clients.reset()
+        reading._store.cache_clear()
+        return self
+
+    def __exit__(self, *exc):
+        from rf_pipelines.targets import reading
+
+        self.proxy.terminate()
+        self.proxy.wait(10)
+        os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint
+        config.settings.cache_clear()
+        clients.reset()
+        reading._store.cache_clear()
+        return False
 
 
 def _cli_seconds(args):
