@@ -146,13 +146,7 @@ def run(repeat=1, count=20_000, baseline_count=1_000):
 
         admin, name = _fresh_database()
         try:
-            start = time.perf_counter()
-            build(
-                [ImportDay(source="sentinel2", day=DAY, run_day=DAY)],
-                local_scheduler=True,
-                workers=WORKERS,
-            )
-            ours = time.perf_counter() - start
+            ours = _import_day_seconds()
             _assert_complete(count)
             rerun = _cli_seconds(["import", "sentinel2", "--date", str(DAY)])
             backfill = _backfill_seconds()
@@ -162,13 +156,7 @@ def run(repeat=1, count=20_000, baseline_count=1_000):
         admin, name = _fresh_database()
         try:
             with _delayed_store(NETWORK_DELAY_MS):
-                start = time.perf_counter()
-                build(
-                    [ImportDay(source="sentinel2", day=DAY, run_day=DAY)],
-                    local_scheduler=True,
-                    workers=WORKERS,
-                )
-                distant = time.perf_counter() - start
+                distant = _import_day_seconds()
             _assert_complete(count)
         finally:
             _drop(admin, name)
@@ -200,6 +188,14 @@ def run(repeat=1, count=20_000, baseline_count=1_000):
     )
     yield row("rerun of the completed day (CLI)", rerun, "-", float("nan"))
     yield row("backfill check over 365 completed days (CLI)", backfill, "-", float("nan"))
+
+
+def _import_day_seconds():
+    start = time.perf_counter()
+    build(
+        [ImportDay(source="sentinel2", day=DAY, run_day=DAY)], local_scheduler=True, workers=WORKERS
+    )
+    return time.perf_counter() - start
 
 
 def _assert_complete(count):

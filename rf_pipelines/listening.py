@@ -132,18 +132,6 @@ def open_queue(queue_url):
         InvalidInput: not a queue URL.
         NotFound: no such queue.
     """
-    sqs, dead_letters, attributes = queue_client(queue_url)
-    return Queue(sqs, queue_url, dead_letters, int(attributes.get("VisibilityTimeout", 30)))
-
-
-def queue_client(queue_url):
-    """The SQS client, the queue's dead-letter queue URL (None without a redrive policy) and
-    the queue's attributes.
-
-    Raises:
-        InvalidInput: not a queue URL.
-        NotFound: no such queue.
-    """
     if not queue_url.startswith(("http://", "https://")):
         raise InvalidInput(
             f"queue {queue_url!r}: give the queue's URL (https://sqs.../ACCOUNT/NAME)"
@@ -155,13 +143,12 @@ def queue_client(queue_url):
         ).get("Attributes", {})
     except sqs.exceptions.QueueDoesNotExist as err:
         raise NotFound(f"queue {queue_url} does not exist") from err
-    policy = attrs.get("RedrivePolicy")
-    if not policy:
-        return sqs, None, attrs
-    arn = json.loads(policy)["deadLetterTargetArn"]
-    account, name = arn.split(":")[4], arn.split(":")[5]
-    dead = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    return sqs, dead, attrs
+    dead = None
+    if attrs.get("RedrivePolicy"):
+        arn = json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"]
+        account, name = arn.split(":")[4], arn.split(":")[5]
+        dead = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return Queue(sqs, queue_url, dead, int(attrs.get("VisibilityTimeout", 30)))
 
 
 def listen(queue_url, once=False, wait_seconds=20, batch=10, report=print):

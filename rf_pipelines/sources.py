@@ -102,10 +102,11 @@ class Sentinel2Bucket:
     def read_chunks(self, refs):
         """(refs, outcomes) chunk by chunk: a scene record, or the error that stopped it, for
         each tileInfo.json."""
+        done = 0
         for chunk, bodies in prefetched([ref.partition("#")[0] for ref in refs]):
-            refs_ = refs[: len(chunk)]
-            refs = refs[len(chunk) :]
-            yield refs_, [self._record(r, b) for r, b in zip(refs_, bodies, strict=True)]
+            named = refs[done : done + len(chunk)]  # the chunk's refs, product names kept
+            done += len(chunk)
+            yield named, [self._record(r, b) for r, b in zip(named, bodies, strict=True)]
 
     def read_batch(self, refs):
         """A scene record, or the error that stopped it, for each tileInfo.json."""

@@ -537,20 +537,29 @@ def _statuses(database_url, upload_ids):
         return [uploads.upload_summary(conn, u)["status"] for u in upload_ids]
 
 
+def _queued_uploads(queues, count):
+    """``count`` uploads of one small GeoTIFF, each announced by a message on the queue."""
+    from rf_pipelines import uploading
+    from tests import rasters
+
+    found = [
+        uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener")
+        for _ in range(count)
+    ]
+    for upload_id in found:
+        queues["sqs"].send_message(
+            QueueUrl=queues["url"], MessageBody=json.dumps({"upload_id": str(upload_id)})
+        )
+    return found
+
+
 def _outcomes(output):
     return [json.loads(line) for line in output.splitlines() if line.startswith('{"message"')]
 
 
 def test_sigterm_finishes_the_current_message_and_gives_the_others_back(queues, tmp_path):
-    from rf_pipelines import uploading
-    from tests import rasters
-
     sqs, url = queues["sqs"], queues["url"]
-    uploads_ = [
-        uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener") for _ in range(3)
-    ]
-    for upload_id in uploads_:
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    uploads_ = _queued_uploads(queues, 3)
     fired = tmp_path / "fired"
     listener = _listener(url, fired, seconds=2 * VISIBILITY_S)
     _wait_for(fired.exists, what="the first job to start")
@@ -590,15 +599,8 @@ def test_a_signal_while_waiting_for_messages_ends_with_the_long_poll(queues, tmp
 def test_two_listeners_on_one_queue_process_each_message_once(queues, tmp_path):
     # Each job outlasts the visibility timeout: without it kept alive, the other listener
     # received the message mid-job and processed it again.
-    from rf_pipelines import uploading
-    from tests import rasters
-
     sqs, url = queues["sqs"], queues["url"]
-    uploads_ = [
-        uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "listener") for _ in range(4)
-    ]
-    for upload_id in uploads_:
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"upload_id": str(upload_id)}))
+    uploads_ = _queued_uploads(queues, 4)
     fired = tmp_path / "fired"
     listeners = [_listener(url, fired, "--batch", "1", seconds=1.5 * VISIBILITY_S) for _ in "ab"]
     _wait_for(
