@@ -27,6 +27,8 @@ setup(
         # Import metadata reads: ~1,600 GETs/s a process where boto3 does ~135-300.
         "obstore>=0.8",
         "shapely>=2.0",
+        # jsonb values: an import's scene rows spend most of their Python in JSON encoding.
+        "orjson>=3.9",
         "pyproj>=3.6",
         "numpy>=1.26",
         "tenacity>=8.2",

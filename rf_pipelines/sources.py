@@ -10,9 +10,12 @@ refused connection: a later read may succeed). Discovery errors propagate (the d
 is retried); a bad entry fails that scene alone.
 """
 
+import contextlib
 import hashlib
+import itertools
 import json
-from concurrent.futures import ThreadPoolExecutor
+
+import orjson
 
 from rf_pipelines import config
 from rf_pipelines.errors import (
@@ -24,28 +27,20 @@ from rf_pipelines.errors import (
     TransientError,
 )
 from rf_pipelines.imagery import mtl, sentinel2, stac_items
-from rf_pipelines.targets import files
-from rf_pipelines.targets.reading import read_many
+from rf_pipelines.targets import files, reading
 
-IO_THREADS = 16
 STAC_PAGE_SIZE = 500
 STAC_TIMEOUT_S = 30
 
 
 def prefetched(urls, chunk=100):
     """(urls, bodies) chunk by chunk, each body bytes or the exception reading it raised;
-    the next chunk is read while the caller works on the current one (reads release the
-    GIL, parsing and storing hold it or wait on the database)."""
-    chunks = [urls[i : i + chunk] for i in range(0, len(urls), chunk)]
-    if not chunks:
-        return
-    with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(read_many, chunks[0])
-        for index, current in enumerate(chunks):
-            bodies = pending.result()
-            if index + 1 < len(chunks):
-                pending = reader.submit(read_many, chunks[index + 1])
-            yield current, bodies
+    the following objects are read while the caller works on the current chunk (reads wait
+    on the network, parsing and storing hold the GIL or wait on the database)."""
+    with contextlib.closing(reading.stream(urls)) as bodies:
+        for start in range(0, len(urls), chunk):
+            current = urls[start : start + chunk]
+            yield current, [body for _, body in itertools.islice(bodies, len(current))]
 
 
 class Sentinel2Bucket:
@@ -78,13 +73,18 @@ class Sentinel2Bucket:
                 "the bucket on that store, or unset the endpoint to read AWS's own bucket"
             ) from err
         products = [f"{folder}/{name}/productInfo.json" for name in names]
-        with ThreadPoolExecutor(IO_THREADS) as pool:
-            # A tile listed by two products (a reprocessing) is one reference.
-            return sorted({ref for refs in pool.map(self._tiles, products) for ref in refs})
+        # A product is one tile since late 2016: as many reads as scenes, so they go deep.
+        # A tile listed by two products (a reprocessing) is one reference.
+        found = {ref for url, body in reading.stream(products) for ref in self._tiles(url, body)}
+        return sorted(found)
 
-    def _tiles(self, product_url):
+    def _tiles(self, product_url, body):
+        if isinstance(body, Exception) and not isinstance(body, FileNotFoundError):
+            raise body  # the store failed: the day's discovery is retried
         try:
-            info = json.loads(files.read_bytes(product_url))
+            if isinstance(body, Exception):
+                raise body
+            info = orjson.loads(body)
             named = f"#{info['name']}" if isinstance(info.get("name"), str) else ""
             return [f"{self.root}/{tile['path']}/tileInfo.json{named}" for tile in info["tiles"]]
         except (ValueError, KeyError, TypeError, FileNotFoundError):
@@ -119,7 +119,7 @@ class Sentinel2Bucket:
             return read_failure(ref, "the tile's metadata", body)
         url = ref.partition("#")[0]
         try:
-            return sentinel2.scene_record(json.loads(body), url, self.root)
+            return sentinel2.scene_record(orjson.loads(body), url, self.root)
         except InvalidInput as err:
             return err
         except ValueError as err:
@@ -201,7 +201,7 @@ class StacApi:
             for item, r in zip(items, records, strict=True)
         ]
         wanted = [u for u in urls if u]
-        bodies = dict(zip(wanted, read_many(wanted), strict=True))
+        bodies = dict(zip(wanted, reading.read_many(wanted), strict=True))
         return [
             self._with_mtl(record, url, bodies.get(url)) if isinstance(record, dict) else record
             for record, url in zip(records, urls, strict=True)

@@ -7,7 +7,9 @@ every call, which cost 42 ms a call in an import worker.
 """
 
 import functools
+import itertools
 import math
+import numbers
 
 import numpy as np
 import shapely
@@ -23,6 +25,7 @@ _EAST = box(-180, -90, 180, 90)
 _BEYOND = box(180, -90, 540, 90)
 # Web Mercator stops here (atan(sinh(pi)) in degrees): the poles are at infinity.
 MERCATOR_LIMIT = 85.0511287798066
+EARTH_RADIUS_M = 6378137.0  # Web Mercator's sphere (WGS 84's semi-major axis)
 _MERCATOR_WORLD = box(-180, -MERCATOR_LIMIT, 180, MERCATOR_LIMIT)
 
 
@@ -55,13 +58,22 @@ def _simple_footprints(ring):
         return None
     if max(lons) - min(lons) > 180 or max(abs(lat) for lat in lats) > MERCATOR_LIMIT:
         return None
-    x, y = transformer("EPSG:4326", "EPSG:3857").transform(lons, lats)
-    if not all(math.isfinite(v) for v in (*lons, *x, *y)):
+    if not all(math.isfinite(v) for v in (*lons, *lats)):
         return None
+    x, y = mercator(lons, lats)
     return {
         "4326": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
         "3857": {"type": "Polygon", "coordinates": [[list(p) for p in zip(x, y, strict=True)]]},
     }
+
+
+def mercator(lons, lats):
+    """EPSG:3857 coordinates of points within Web Mercator's limits: its spherical formula,
+    as PROJ computes it, without a pyproj call (about 40 us each, a tenth of an import's
+    time per scene)."""
+    x = [EARTH_RADIUS_M * math.radians(lon) for lon in lons]
+    y = [EARTH_RADIUS_M * math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) for lat in lats]
+    return x, y
 
 
 def _split_at_antimeridian(ring):
@@ -81,19 +93,46 @@ def from_geojson(geometry, crs, label):
     Raises:
         InvalidInput: an unknown CRS or a broken geometry.
     """
+    return from_geojson_many([geometry], crs, [label])[0]
+
+
+def from_geojson_many(geometries, crs, labels):
+    """``from_geojson`` of each of ``geometries``, all given in ``crs``, labelled by
+    ``labels``. The corners of the plain polygons are transformed in one pyproj call (a
+    call costs about 40 us whatever its points: two footprints a scene, one call)."""
     try:
         to_lonlat = transformer(_crs_name(crs), "EPSG:4326")
     except CRSError as err:
-        raise InvalidInput(f"{label}: unknown CRS {crs!r}") from err
-    if geometry.get("type") == "Polygon" and len(geometry.get("coordinates") or ()) >= 1:
-        try:
-            xs, ys = zip(*(p[:2] for p in geometry["coordinates"][0]), strict=True)
-            lon, lat = to_lonlat.transform(xs, ys)
-        except (TypeError, ValueError, IndexError) as err:
-            raise InvalidInput(f"{label}: the geometry cannot be read ({err})") from err
-        simple = _simple_footprints(list(zip(lon, lat, strict=True)))
-        if simple:
-            return simple
+        raise InvalidInput(f"{labels[0]}: unknown CRS {crs!r}") from err
+    rings = [_plain_ring(g, label) for g, label in zip(geometries, labels, strict=True)]
+    xs = [x for ring in rings if ring for x, _ in ring]
+    ys = [y for ring in rings if ring for _, y in ring]
+    lons, lats = to_lonlat.transform(xs, ys) if xs else ((), ())
+    corners = iter(zip(lons, lats, strict=True))
+    found = []
+    for geom, label, ring in zip(geometries, labels, rings, strict=True):
+        lonlat = list(itertools.islice(corners, len(ring))) if ring else None
+        found.append((lonlat and _simple_footprints(lonlat)) or _general(geom, to_lonlat, label))
+    return found
+
+
+def _plain_ring(geometry, label):
+    """The (x, y) corners of a Polygon's outer ring, or None for another kind of geometry."""
+    if not isinstance(geometry, dict):
+        raise InvalidInput(f"{label}: the geometry is not a GeoJSON object")
+    if geometry.get("type") != "Polygon" or not geometry.get("coordinates"):
+        return None
+    try:
+        ring = [(p[0], p[1]) for p in geometry["coordinates"][0]]
+    except (TypeError, IndexError, KeyError) as err:
+        raise InvalidInput(f"{label}: the geometry cannot be read ({err})") from err
+    if not all(isinstance(v, numbers.Real) for corner in ring for v in corner):
+        raise InvalidInput(f"{label}: the geometry cannot be read (a coordinate is not a number)")
+    return ring
+
+
+def _general(geometry, to_lonlat, label):
+    """Footprints of any (Multi)Polygon, through shapely: cut at the antimeridian."""
     try:
         polygons = getattr(shape(geometry), "geoms", None) or [shape(geometry)]
         parts = [

@@ -55,14 +55,30 @@ def _field(info, key, label):
     return info[key]
 
 
-def _footprints(info, key, label):
+def _geometry(info, key, label):
+    """(GeoJSON without its crs, the crs) of a geometry field."""
     geom = _field(info, key, label)
     try:
         crs = geom["crs"]["properties"]["name"]
     except (KeyError, TypeError) as err:
         raise InvalidInput(f"{label}: {key} has no crs") from err
-    plain = {"type": geom.get("type"), "coordinates": geom.get("coordinates")}
-    return geometry.from_geojson(plain, crs, f"{label} {key}")
+    return {"type": geom.get("type"), "coordinates": geom.get("coordinates")}, crs
+
+
+def _footprints(info, label):
+    """(tile, data) footprints: the data geometry is the tile's when absent; both are
+    transformed together when they share a CRS (as they do)."""
+    tile, crs = _geometry(info, "tileGeometry", label)
+    if not info.get("tileDataGeometry"):
+        found = geometry.from_geojson(tile, crs, f"{label} tileGeometry")
+        return found, found
+    data, data_crs = _geometry(info, "tileDataGeometry", label)
+    labels = [f"{label} tileGeometry", f"{label} tileDataGeometry"]
+    if data_crs == crs:
+        return tuple(geometry.from_geojson_many([tile, data], crs, labels))
+    return geometry.from_geojson(tile, crs, labels[0]), geometry.from_geojson(
+        data, data_crs, labels[1]
+    )
 
 
 def scene_record(info, tile_info_url, bucket_root):
@@ -90,8 +106,7 @@ def scene_record(info, tile_info_url, bucket_root):
         acquired = datetime.fromisoformat(_field(info, "timestamp", label).replace("Z", "+00:00"))
     except ValueError as err:
         raise InvalidInput(f"{label}: timestamp {info['timestamp']!r} is not ISO 8601") from err
-    tile = _footprints(info, "tileGeometry", label)
-    data = _footprints(info, "tileDataGeometry", label) if info.get("tileDataGeometry") else tile
+    tile, data = _footprints(info, label)
     product = _field(info, "productName", label)
     folder = f"{bucket_root.rstrip('/')}/{path}"
     try:
