@@ -92,9 +92,16 @@ class Sentinel2Bucket:
             return [product_url]
 
     def product_id(self, ref):
-        """The product a reference names without reading it (its fragment), or None."""
+        """The product a reference names without reading it (its fragment), or None.
+
+        None for a product named in the form used before December 2016
+        (``S2A_OPER_PRD_MSIL1C_...``): such a product lists many tiles under one name, so
+        the name alone cannot tell whether this tile is imported; it is read again.
+        """
         url, _, product = ref.partition("#")
-        return product if url.endswith("/tileInfo.json") and product else None
+        if not (url.endswith("/tileInfo.json") and product):
+            return None
+        return product if sentinel2.names_one_tile(product) else None
 
     def label(self, ref):
         return ref

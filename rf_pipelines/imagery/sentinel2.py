@@ -32,6 +32,12 @@ _PRODUCT_NAME = re.compile(
 )
 
 
+def names_one_tile(product_name):
+    """Whether a product name is of the compact form (since December 2016), whose product
+    is one tile."""
+    return _PRODUCT_NAME.match(product_name) is not None
+
+
 def product_identity(product_name, acquired, mgrs_tile):
     """(scene key, rank) of a product.
 

@@ -136,3 +136,19 @@ def test_raster_touching_a_pole_stays_inside_web_mercator():
             assert shapes["4326"].bounds == pytest.approx((-164.004, -90, -163.004, -89), abs=1e-3)
             # Latitudes -90 to -89 are beyond Web Mercator's -85.05°: nothing is left of it.
             assert shapes["3857"].is_empty and footprints["3857"]["type"] == "Polygon"
+
+
+def test_web_mercator_by_its_formula_agrees_with_proj():
+    """Footprints in EPSG:3857 use Web Mercator's spherical formula rather than a pyproj call
+    a ring: it must agree with PROJ to the millimetre, up to the limits."""
+    import random
+
+    from rf_pipelines.imagery import geometry
+
+    rng = random.Random(7)
+    lons = [-180.0, 180.0, 0.0, *(rng.uniform(-180, 180) for _ in range(2000))]
+    lats = [-geometry.MERCATOR_LIMIT, geometry.MERCATOR_LIMIT, 0.0]
+    lats += [rng.uniform(-geometry.MERCATOR_LIMIT, geometry.MERCATOR_LIMIT) for _ in range(2000)]
+    x, y = geometry.mercator(lons, lats)
+    px, py = geometry.transformer("EPSG:4326", "EPSG:3857").transform(lons, lats)
+    assert max(abs(a - b) for a, b in zip([*x, *y], [*px, *py], strict=True)) < 1e-3

@@ -88,3 +88,28 @@ def test_unknown_crs_and_missing_fields():
     info["timestamp"] = "yesterday"
     with pytest.raises(InvalidInput, match="timestamp 'yesterday' is not ISO 8601"):
         _record(info)
+
+
+def test_both_footprints_of_a_tile_match_those_made_one_by_one():
+    """Tile and data geometry are transformed in one call: each comes back as if alone."""
+    from rf_pipelines.imagery import geometry
+
+    info = json.loads(L1C.read_text())
+    record = _record(info)
+    crs = info["tileGeometry"]["crs"]["properties"]["name"]
+    for field, key in (("tileGeometry", "tile"), ("tileDataGeometry", "data")):
+        plain = {k: info[field][k] for k in ("type", "coordinates")}
+        assert record["footprints"][key] == geometry.from_geojson(plain, crs, field)
+    tile, data = (shape(record["footprints"][k]["4326"]) for k in ("tile", "data"))
+    assert data.area < tile.area
+
+
+def test_a_broken_data_geometry_is_named_not_the_tile_geometry():
+    info = json.loads(L1C.read_text())
+    info["tileDataGeometry"]["coordinates"][0][2] = ["east", 5000000]
+    with pytest.raises(InvalidInput, match="tileDataGeometry: the geometry cannot be read"):
+        _record(info)
+    info = json.loads(L1C.read_text())
+    info["tileDataGeometry"]["coordinates"] = [[[1, 2], 3]]
+    with pytest.raises(InvalidInput, match="tileDataGeometry: the geometry cannot be read"):
+        _record(info)

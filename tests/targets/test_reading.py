@@ -1,6 +1,9 @@
-"""read_many: concurrent reads of small objects, also in processes forked after a read."""
+"""read_many and stream: deep, bounded reads of small objects, also in processes forked after
+a read."""
 
 import multiprocessing
+import threading
+import time
 import uuid
 
 from rf_pipelines import clients, config
@@ -45,3 +48,36 @@ def test_a_process_forked_after_a_read_still_reads(s3_bucket):
         child.kill()
     assert not hung
     assert queue.get(timeout=5) == [f'{{"n": {n}}}'.encode() for n in range(5)]
+
+
+def test_reads_run_deep_and_never_further_ahead_than_the_window(
+    s3_bucket, local_services, settings_env
+):
+    """A store 0.5 s away: the first answer comes back only after the whole window was asked
+    for (deep: 16 reader threads would have asked for 16), and a caller that stops taking
+    stops the reads (bounded: memory does not grow with the number of objects)."""
+    from bench.proxy import Proxy
+
+    urls = _put(s3_bucket, 100)
+    host, port = local_services["AWS_ENDPOINT_URL_S3"].rsplit("/", 1)[-1].rsplit(":", 1)
+    with Proxy(host, port, delay_s=0.5) as proxy:
+        settings_env.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        config.settings.cache_clear()
+        bodies = reading.stream(urls, depth=40)
+        first = next(bodies)
+        assert proxy.requests == 40
+        time.sleep(1.0)
+        assert proxy.requests == 40
+        rest = list(bodies)
+        assert proxy.requests == 100
+    assert [first, *rest] == [(u, f'{{"n": {n}}}'.encode()) for n, u in enumerate(urls)]
+
+
+def test_a_caller_that_stops_early_leaves_no_reads_behind(s3_bucket):
+    urls = _put(s3_bucket, 30)
+    before = threading.active_count()
+    bodies = reading.stream(urls, depth=8)
+    assert next(bodies) == (urls[0], b'{"n": 0}')
+    assert threading.active_count() > before  # the readers
+    bodies.close()  # queued reads are dropped, running ones end, the readers with them
+    assert threading.active_count() == before

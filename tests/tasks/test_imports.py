@@ -234,3 +234,27 @@ def test_a_manifest_without_its_day_row_still_finishes_the_day(
     with db.connect(database_url) as conn:
         report = imports.day_report(conn, "sentinel2", DAY)
     assert report["status"] == "COMPLETE" and report["discovered"] == 1
+
+
+def test_every_tile_of_a_product_listing_many_is_imported(s2_bucket, database_url, monkeypatch):
+    """Before December 2016 one product (``S2A_OPER_PRD_MSIL1C_...``) listed many tiles under
+    one name: a tile of it imported by one batch must not make the next batch skip the
+    product's other tiles."""
+    from rf_pipelines.tasks import imports
+
+    monkeypatch.setattr(imports, "BATCH_SIZE", 1)
+    name = "S2A_OPER_PRD_MSIL1C_PDMC_20160801T120000_R111_V20170729T153557_20170729T153557"
+    squares = ["DP", "DQ", "EP"]
+    for square in squares:
+        info = mirror.tile_info(DAY, square)
+        info["productName"] = name
+        mirror.put_json(s2_bucket, f"{info['path']}/tileInfo.json", info)
+    mirror.put_json(
+        s2_bucket,
+        f"products/{DAY.year}/{DAY.month}/{DAY.day}/{name}/productInfo.json",
+        {"name": name, "tiles": [{"path": mirror.tile_path(DAY, sq)} for sq in squares]},
+    )
+    code, days, out = _import("--date", str(DAY), "--local-scheduler")
+    assert code == 0, out
+    assert days[0]["status"] == "COMPLETE" and days[0]["discovered"] == 3
+    assert [s[2] for s in _scenes(database_url)] == [name] * 3

@@ -1,0 +1,79 @@
+"""Imported scenes in the catalog: jsonb values as metadata has them, and the statistics a new
+catalog's first import needs."""
+
+import datetime
+import json
+import math
+import time
+
+import numpy as np
+
+from rf_pipelines.catalog import db, imports
+from rf_pipelines.imagery import sentinel2
+from tests.conftest import TESTDATA
+
+L1C = TESTDATA / "sentinel2" / "sentinel-s2-l1c_tiles_19_U_DP_2017_7_29_0_tileInfo.json"
+
+
+def _records(count):
+    template = json.loads(L1C.read_text())
+    records = []
+    for n in range(count):
+        info = dict(template, path=f"tiles/19/U/DP/2017/7/29/{n}")
+        info["productName"] = f"S2A_MSIL1C_20170729T{n:06d}_N0205_R111_T19UDP_20170729T153557"
+        record = sentinel2.scene_record(info, f"s3://b/{info['path']}/tileInfo.json", "s3://b")
+        record["scene_metadata"]["import_source"] = "sentinel2"
+        records.append(record)
+    return records
+
+
+def test_metadata_values_json_cannot_write_are_stored(database_url):
+    """NaN (PostgreSQL refuses it in jsonb), numpy numbers and datetimes, as metadata
+    parsers hand them over."""
+    [record] = _records(1)
+    record["scene_metadata"].update(
+        nan=math.nan,
+        float32=np.float32(1.5),
+        int64=np.int64(7),
+        when=datetime.datetime(2017, 7, 29, 15, 35, tzinfo=datetime.UTC),
+    )
+    with db.transaction(database_url) as conn:
+        imports.upsert_scenes(conn, [record], "Test@v1")
+    with db.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT scene_metadata FROM scenes")
+        [(stored,)] = cur.fetchall()
+    assert stored["nan"] is None
+    assert (stored["float32"], stored["int64"]) == (1.5, 7)
+    assert stored["when"] == "2017-07-29 15:35:00+00:00"
+
+
+def _statistics(conn):
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT last_analyze IS NOT NULL, n_mod_since_analyze FROM pg_stat_user_tables "
+            "WHERE relid = 'scenes'::regclass"
+        )
+        return cur.fetchone()
+
+
+def test_a_first_import_analyzes_the_new_table_once_it_has_grown(database_url):
+    """Without statistics, the batches' product lookups read every imported scene (140 ms a
+    batch by the 40th of a 20,000-scene day, in bench/imports.py); autovacuum analyzes once
+    a minute at best."""
+    records = _records(6000)
+    with db.transaction(database_url) as conn:
+        assert not imports.refresh_statistics(conn)  # empty: nothing to gain
+        imports.upsert_scenes(conn, records[:100], "Test@v1")
+    with db.connect(database_url) as conn:
+        conn.autocommit = True
+        time.sleep(1.5)  # the server counts a transaction's writes within a second
+        assert not imports.refresh_statistics(conn)  # 100 new rows: not worth it
+        with db.transaction(database_url) as writer:
+            imports.upsert_scenes(writer, records[100:], "Test@v1")
+        deadline = time.monotonic() + 10
+        while not imports.refresh_statistics(conn):
+            assert time.monotonic() < deadline, "the 5,900 new rows were never counted"
+            time.sleep(0.2)
+        analyzed, modified = _statistics(conn)
+        assert analyzed and modified == 0
+        assert not imports.refresh_statistics(conn)  # fresh statistics: not again
