@@ -252,7 +252,7 @@ class _delayed_store:
         os.environ["AWS_ENDPOINT_URL_S3"] = self.proxy.stdout.readline().strip()
         config.settings.cache_clear()
         clients.reset()
-        reading._store.cache_clear()
+        reading.reset()
         return self
 
     def __exit__(self, *exc):
@@ -263,7 +263,7 @@ class _delayed_store:
         os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint
         config.settings.cache_clear()
         clients.reset()
-        reading._store.cache_clear()
+        reading.reset()
         return False
 
 

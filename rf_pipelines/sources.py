@@ -75,12 +75,14 @@ class Sentinel2Bucket:
         products = [f"{folder}/{name}/productInfo.json" for name in names]
         # A product is one tile since late 2016: as many reads as scenes, so they go deep.
         # A tile listed by two products (a reprocessing) is one reference.
-        found = {ref for url, body in reading.stream(products) for ref in self._tiles(url, body)}
-        return sorted(found)
+        with contextlib.closing(reading.stream(products)) as bodies:
+            return sorted({ref for url, body in bodies for ref in self._tiles(url, body)})
 
     def _tiles(self, product_url, body):
         if isinstance(body, Exception) and not isinstance(body, FileNotFoundError):
-            raise body  # the store failed: the day's discovery is retried
+            # The store failed (transient: the day's discovery is retried) or refused this
+            # worker (a setting is wrong).
+            raise read_failure(product_url, "the product's productInfo.json", body) from body
         try:
             if isinstance(body, Exception):
                 raise body

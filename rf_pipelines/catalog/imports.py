@@ -1,11 +1,17 @@
 """Imported scenes and the bookkeeping of import days: batch upserts, failures, day status."""
 
+import logging
+
+import psycopg2
 from psycopg2.extras import execute_values
 
 from rf_pipelines import ids
+from rf_pipelines.catalog import db
 from rf_pipelines.catalog.datasources import upsert_datasource
 from rf_pipelines.catalog.rows import jsonb
 from rf_pipelines.catalog.scenes import SCENE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 IMPORT_OWNER = "rf_pipelines"
 # Every settable scene column but those of uploads (ingest_location, upload_id).
@@ -107,23 +113,41 @@ def imported_products(conn, source_name, product_ids, writers):
         return {row[0] for row in cur.fetchall()}
 
 
-def refresh_statistics(conn, at_least=5000):
+def refresh_statistics(database_url, at_least=5000):
     """ANALYZE the scenes table when most of its rows are newer than its statistics (at
     least ``at_least`` of them): a new catalog's first import. Without statistics on the
     product index, ``imported_products``'s 500 ids look like the whole table to the planner,
     which then scans every scene already written for each batch (140 ms a batch by the 40th
-    of a 20,000-scene day); autovacuum analyzes only once a minute. Returns whether it ran.
+    of a 20,000-scene day); autovacuum analyzes only once a minute.
+
+    Best effort, on a connection of its own: a role that does not own the table, or an
+    ANALYZE that fails (a statement timeout), leaves the statistics as they are and the
+    import goes on. Returns whether it analyzed.
+
+    Raises:
+        ServiceUnavailable: the database cannot be reached (the import could not go on).
     """
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables "
-            "WHERE relid = 'scenes'::regclass"
-        )
-        live, modified = cur.fetchone() or (0, 0)
-        if modified < max(at_least, live // 2):
-            return False
-        cur.execute("ANALYZE (SKIP_LOCKED) scenes")  # another worker's ANALYZE will do
-        return True
+    with db.connect(database_url) as conn:
+        conn.autocommit = True
+        return _refresh_statistics(conn, at_least)
+
+
+def _refresh_statistics(conn, at_least):
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT s.n_live_tup, s.n_mod_since_analyze, pg_has_role(c.relowner, 'USAGE') "
+                "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                "WHERE s.relid = 'scenes'::regclass"
+            )
+            live, modified, owner = cur.fetchone() or (0, 0, False)
+            if not owner or modified < max(at_least, live // 2):
+                return False
+            cur.execute("ANALYZE (SKIP_LOCKED) scenes")  # another worker's ANALYZE will do
+            return True
+    except psycopg2.Error as err:
+        log.warning("scenes' statistics were left as they are: %s", str(err).strip())
+        return False
 
 
 def start_day(conn, source, day, discovered, manifest_url):

@@ -1,5 +1,7 @@
 """Generic parameterised upsert and fetch, so that table modules state only their columns."""
 
+import json
+
 import orjson
 from psycopg2 import sql
 from psycopg2.extras import Json
@@ -15,7 +17,10 @@ _JSON_OPTIONS = (
 
 
 def _dumps(value):
-    return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits): as json writes it
+        return json.dumps(value, default=str)
 
 
 def jsonb(value):

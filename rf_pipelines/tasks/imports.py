@@ -105,7 +105,7 @@ class ImportBatch(_FromManifest):
         where = f"batch {self.batch + 1}/{batches}"
         source = sources.get_source(self.source)
         # On a rerun after a partial failure, only the scenes still missing are read again.
-        self.retry(self._refresh_statistics)
+        self.retry(imports.refresh_statistics, self.database())
         entries = self.retry(not_yet_imported, source, entries, self.database())
         self.report_progress(f"{where}: reading {len(entries):,} scenes", 10)
         failures = self.retry(self._import, source, entries)
@@ -124,11 +124,6 @@ class ImportBatch(_FromManifest):
                 f"{self.source} {self.day}: {len(failures)} of {len(entries)} scenes in batch "
                 f"{self.batch} failed, e.g. {first[0]}: {first[1]}"
             )
-
-    def _refresh_statistics(self):
-        with db.connect(self.database()) as conn:
-            conn.autocommit = True
-            imports.refresh_statistics(conn)
 
     def _import(self, source, entries):
         """Reads the entries chunk by chunk and upserts each chunk's scenes while the next is

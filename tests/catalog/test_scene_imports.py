@@ -5,6 +5,7 @@ import datetime
 import json
 import math
 import time
+import uuid
 
 import numpy as np
 
@@ -61,19 +62,51 @@ def test_a_first_import_analyzes_the_new_table_once_it_has_grown(database_url):
     batch by the 40th of a 20,000-scene day, in bench/imports.py); autovacuum analyzes once
     a minute at best."""
     records = _records(6000)
+    assert not imports.refresh_statistics(database_url)  # empty: nothing to gain
     with db.transaction(database_url) as conn:
-        assert not imports.refresh_statistics(conn)  # empty: nothing to gain
         imports.upsert_scenes(conn, records[:100], "Test@v1")
+    time.sleep(1.5)  # the server counts a transaction's writes within a second
+    assert not imports.refresh_statistics(database_url)  # 100 new rows: not worth it
+    with db.transaction(database_url) as conn:
+        imports.upsert_scenes(conn, records[100:], "Test@v1")
+    deadline = time.monotonic() + 10
+    while not imports.refresh_statistics(database_url):
+        assert time.monotonic() < deadline, "the 5,900 new rows were never counted"
+        time.sleep(0.2)
     with db.connect(database_url) as conn:
-        conn.autocommit = True
-        time.sleep(1.5)  # the server counts a transaction's writes within a second
-        assert not imports.refresh_statistics(conn)  # 100 new rows: not worth it
-        with db.transaction(database_url) as writer:
-            imports.upsert_scenes(writer, records[100:], "Test@v1")
-        deadline = time.monotonic() + 10
-        while not imports.refresh_statistics(conn):
-            assert time.monotonic() < deadline, "the 5,900 new rows were never counted"
-            time.sleep(0.2)
         analyzed, modified = _statistics(conn)
-        assert analyzed and modified == 0
-        assert not imports.refresh_statistics(conn)  # fresh statistics: not again
+    assert analyzed and modified == 0
+    assert not imports.refresh_statistics(database_url)  # fresh statistics: not again
+
+
+def test_a_role_that_does_not_own_the_table_imports_without_analyzing(database_url, admin_url):
+    """PostgreSQL only warns when a role that does not own a table analyzes it: such a role
+    does not try (it would try before every batch)."""
+    role = f"rf_reader_{uuid.uuid4().hex[:8]}"
+    with db.connect(admin_url) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        with db.connect(database_url) as conn, conn.cursor() as cur:
+            cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+            conn.commit()
+        with db.transaction(database_url) as conn:
+            imports.upsert_scenes(conn, _records(6000), "Test@v1")
+        time.sleep(1.5)
+        reader = database_url.replace("://postgres@", f"://{role}@")
+        assert reader != database_url
+        assert not imports.refresh_statistics(reader)
+        with db.connect(database_url) as conn:
+            analyzed, modified = _statistics(conn)
+        assert not analyzed and modified >= 6000
+        assert imports.refresh_statistics(database_url)  # its owner does
+    finally:
+        for url, statement in (
+            (database_url, f'DROP OWNED BY "{role}"'),  # its grants on this test's tables
+            (admin_url, f'DROP ROLE "{role}"'),
+        ):
+            with db.connect(url) as conn:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(statement)

@@ -6,8 +6,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from rf_pipelines import config, sources
 from rf_pipelines.catalog import db, rows
 from rf_pipelines.cli import cli
+from rf_pipelines.errors import ConfigError, TransientError
+from rf_pipelines.targets import files
 from tests import mirror
 
 DAY = datetime.date(2017, 7, 29)
@@ -258,3 +261,28 @@ def test_every_tile_of_a_product_listing_many_is_imported(s2_bucket, database_ur
     assert code == 0, out
     assert days[0]["status"] == "COMPLETE" and days[0]["discovered"] == 3
     assert [s[2] for s in _scenes(database_url)] == [name] * 3
+
+
+@pytest.mark.parametrize(
+    "fault, kind", [("503", TransientError), ("refuse", TransientError), ("403", ConfigError)]
+)
+def test_a_store_failing_while_products_are_read_fails_discovery_by_kind(
+    s2_bucket, local_services, monkeypatch, fault, kind
+):
+    """A store that fails while discovery reads the day's productInfo.json files: transient
+    (the day is retried) or this worker's setting, naming the product; never a scene lost."""
+    from bench.proxy import Proxy
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    folder = f"{s2_bucket}/products/{DAY.year}/{DAY.month}/{DAY.day}"
+    listed = files.list_folders(folder)  # listed while the store answers; read after it fails
+    host, port = local_services["AWS_ENDPOINT_URL_S3"].rsplit("/", 1)[-1].rsplit(":", 1)
+    with Proxy(host, port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        config.settings.cache_clear()
+        monkeypatch.setattr(files, "list_folders", lambda _: listed)
+        proxy.mode = fault
+        with pytest.raises(kind, match=r"productInfo.json cannot be read") as raised:
+            sources.get_source("sentinel2").discover(DAY)
+    assert f"{folder}/{listed[0]}/productInfo.json" in str(raised.value)
+    config.settings.cache_clear()
