@@ -62,8 +62,13 @@ class Sentinel2Bucket:
         configured = config.settings().sentinel2_root.rstrip("/")
         self.name = "sentinel2" if self.root == configured else f"sentinel2@{self.root}"
 
-    def discover(self, day):
-        """The tileInfo.json URLs of every product acquired on ``day``."""
+    def discover(self, day, imported=None):
+        """The tileInfo.json URLs of every product acquired on ``day``.
+
+        ``imported(product_names)``, when given, tells which of the day's products are
+        imported already: their productInfo.json is not read (a product's folder is named
+        after it), so a look-back re-check of a complete day reads nothing but the listing.
+        """
         folder = f"{self.root}/products/{day.year}/{day.month}/{day.day}"
         try:
             names = files.list_folders(folder)
@@ -72,6 +77,10 @@ class Sentinel2Bucket:
                 f"RF_SENTINEL2_ROOT {self.root}: {err}; point RF_SENTINEL2_ROOT at a copy of "
                 "the bucket on that store, or unset the endpoint to read AWS's own bucket"
             ) from err
+        if imported is not None:
+            # Only a product of one tile is known imported by its name (names_one_tile).
+            done = imported([name for name in names if sentinel2.names_one_tile(name)])
+            names = [name for name in names if name not in done]
         products = [f"{folder}/{name}/productInfo.json" for name in names]
         # A product is one tile since late 2016: as many reads as scenes, so they go deep.
         # A tile listed by two products (a reprocessing) is one reference.
@@ -151,8 +160,9 @@ class StacApi:
         digest = hashlib.sha256(f"{self.url} {self.collections}".encode()).hexdigest()[:8]
         self.slug = name if ":" not in name else f"stac-{digest}"
 
-    def discover(self, day):
-        """The items acquired on ``day`` (UTC).
+    def discover(self, day, imported=None):
+        """The items acquired on ``day`` (UTC); ``imported`` is not used (the search
+        returns the items themselves).
 
         Raises:
             TransientError: the API is unreachable, times out or answers 429/5xx.

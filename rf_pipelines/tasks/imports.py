@@ -11,6 +11,7 @@ Never one task per scene: luigi's scheduler slows down quadratically with the ta
 scenes) discovers afresh, and only references whose scene is not yet imported are kept.
 """
 
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -62,7 +63,8 @@ class DiscoverDay(_DayTask):
 
     def run(self):
         source = sources.get_source(self.source)
-        refs = self.retry(source.discover, self.day)
+        done = functools.partial(imported_products, source, self.database())
+        refs = self.retry(source.discover, self.day, done)
         refs = self.retry(not_yet_imported, source, refs, self.database())
         # The day's row first, the manifest last: a kill or an outage in between leaves no
         # manifest, so the rerun discovers again instead of finding a day without its row.
@@ -162,13 +164,19 @@ def not_yet_imported(source, entries, database_url):
     one an older ImportBatch wrote, so bumping ImportBatch's version imports it again (what
     the listener stored counts as imported)."""
     products = [source.product_id(e) for e in entries]
+    done = imported_products(source, database_url, [p for p in products if p])
+    return [e for e, p in zip(entries, products, strict=True) if p is None or p not in done]
+
+
+def imported_products(source, database_url, products):
+    """The subset of ``products`` imported from ``source`` as this version of ImportBatch
+    writes them, or by the listener (one query)."""
     writers = [
         f"{ImportBatch.get_task_family()}@v{ImportBatch.version}",
         imports.LISTENER_WRITTEN_BY,
     ]
     with db.connect(database_url) as conn:
-        done = imports.imported_products(conn, source.name, [p for p in products if p], writers)
-    return [e for e, p in zip(entries, products, strict=True) if p is None or p not in done]
+        return imports.imported_products(conn, source.name, products, writers)
 
 
 class ImportDay(_FromManifest):

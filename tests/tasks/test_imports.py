@@ -286,3 +286,29 @@ def test_a_store_failing_while_products_are_read_fails_discovery_by_kind(
             sources.get_source("sentinel2").discover(DAY)
     assert f"{folder}/{listed[0]}/productInfo.json" in str(raised.value)
     config.settings.cache_clear()
+
+
+def test_a_lookback_reads_only_the_products_it_has_not_imported(
+    s2_bucket, database_url, local_services, monkeypatch
+):
+    """A product's folder is named after it: re-checking a day reads the productInfo.json
+    of the products published since, not of the whole day again."""
+    from bench.proxy import Proxy
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    assert _import("--date", str(DAY), "--local-scheduler")[0] == 0
+    mirror.put_day(s2_bucket, DAY, ["EQ"])  # published after the night's run
+    host, port = local_services["AWS_ENDPOINT_URL_S3"].rsplit("/", 1)[-1].rsplit(":", 1)
+    with Proxy(host, port) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        config.settings.cache_clear()
+        code, days, out = _import(
+            "--date", str(DAY + datetime.timedelta(1)), "--lookback", "1", "--local-scheduler"
+        )
+        heads = list(proxy.heads)
+    config.settings.cache_clear()
+    assert code == 0, out
+    assert days[0]["day"] == str(DAY) and days[0]["discovered"] == 1, days
+    read = sorted(h.split()[1].split("/")[-2] for h in heads if "productInfo.json" in h.split()[1])
+    assert read == [mirror.product_name(DAY, "EQ")]
+    assert len(_scenes(database_url)) == 3
