@@ -89,9 +89,12 @@ class Sentinel2Bucket:
 
     def _tiles(self, product_url, body):
         if isinstance(body, Exception) and not isinstance(body, FileNotFoundError):
-            # The store failed (transient: the day's discovery is retried) or refused this
-            # worker (a setting is wrong).
-            raise read_failure(product_url, "the product's productInfo.json", body) from body
+            failure = read_failure(product_url, "the product's productInfo.json", body)
+            if not isinstance(failure, InvalidInput):
+                # The store failed (transient: the day's discovery is retried) or refused
+                # this worker (a setting is wrong).
+                raise failure from None
+            body = FileNotFoundError(str(failure))  # this product alone: kept, as below
         try:
             if isinstance(body, Exception):
                 raise body

@@ -1,7 +1,9 @@
 """Generic parameterised upsert and fetch, so that table modules state only their columns."""
 
 import json
+import math
 
+import numpy as np
 import orjson
 from psycopg2 import sql
 from psycopg2.extras import Json
@@ -19,8 +21,22 @@ _JSON_OPTIONS = (
 def _dumps(value):
     try:
         return orjson.dumps(value, default=str, option=_JSON_OPTIONS).decode()
-    except TypeError:  # what orjson refuses (an integer beyond 64 bits): as json writes it
-        return json.dumps(value, default=str)
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits): json writes it
+        return json.dumps(_plain(value), default=str, allow_nan=False)
+
+
+def _plain(value):
+    """``value`` as json.dumps can write it the way orjson would: NaN and infinities as
+    null, numpy numbers as numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def jsonb(value):

@@ -76,8 +76,17 @@ class DiscoverDay(_DayTask):
         self.report_progress(f"{len(refs)} new scenes", 100)
 
     def _start_day(self, count):
+        source = sources.get_source(self.source)
         with db.transaction(self.database()) as conn:
             imports.start_day(conn, self.source, self.day, count, self.output().path)
+            # A failed scene imported since (by the listener) is not discovered again, so its
+            # failure would keep the day PARTIAL for good.
+            report = imports.day_report(conn, self.source, self.day)
+            failed = {ref: source.product_id(ref) for ref in report["failures"]}
+            done = imported_products(source, self.database(), [p for p in failed.values() if p])
+            imports.clear_failures(
+                conn, self.source, self.day, [ref for ref, p in failed.items() if p in done]
+            )
 
 
 class _FromManifest(_DayTask):

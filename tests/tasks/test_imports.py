@@ -312,3 +312,35 @@ def test_a_lookback_reads_only_the_products_it_has_not_imported(
     read = sorted(h.split()[1].split("/")[-2] for h in heads if "productInfo.json" in h.split()[1])
     assert read == [mirror.product_name(DAY, "EQ")]
     assert len(_scenes(database_url)) == 3
+
+
+def test_a_failed_scene_the_listener_stored_since_no_longer_keeps_its_day_partial(
+    s2_bucket, database_url
+):
+    """The nightly run failed a scene, the listener stored it later: the look-back skips the
+    imported product, so it must also forget the failure."""
+    from rf_pipelines.catalog import imports
+    from rf_pipelines.imagery import sentinel2
+
+    mirror.put_day(s2_bucket, DAY, ["DP", "DQ"])
+    broken = mirror.tile_info(DAY, "DQ")
+    del broken["tileGeometry"]
+    mirror.put_json(s2_bucket, f"{mirror.tile_path(DAY, 'DQ')}/tileInfo.json", broken)
+    code, days, out = _import("--date", str(DAY), "--local-scheduler")
+    assert days[0]["status"] == "PARTIAL", out
+
+    good = mirror.tile_info(DAY, "DQ")
+    record = sentinel2.scene_record(good, f"{s2_bucket}/{good['path']}/tileInfo.json", s2_bucket)
+    record["scene_metadata"]["import_source"] = "sentinel2"
+    with db.transaction(database_url) as conn:
+        imports.upsert_scenes(conn, [record], imports.LISTENER_WRITTEN_BY)
+
+    code, days, out = _import(
+        "--date", str(DAY + datetime.timedelta(1)), "--lookback", "1", "--local-scheduler"
+    )
+    assert days[0]["day"] == str(DAY), out
+    assert (days[0]["status"], days[0]["discovered"], days[0]["failures"]) == (
+        "COMPLETE",
+        0,
+        {},
+    ), out
