@@ -122,7 +122,8 @@ def refresh_statistics(database_url, at_least=5000):
 
     Best effort, on a connection of its own: a role that does not own the table, or an
     ANALYZE that fails (a statement timeout), leaves the statistics as they are and the
-    import goes on. Returns whether it analyzed.
+    import goes on. Returns whether it ran ANALYZE (which passes over the table while
+    another ANALYZE holds it).
 
     Raises:
         ServiceUnavailable: the database cannot be reached (the import could not go on).

@@ -81,7 +81,7 @@ class DiscoverDay(_DayTask):
             imports.start_day(conn, self.source, self.day, count, self.output().path)
             # A failed scene imported since (by the listener) is not discovered again, so its
             # failure would keep the day PARTIAL for good.
-            report = imports.day_report(conn, self.source, self.day)
+            report = imports.day_report(conn, self.source, self.day) or {"failures": {}}
             failed = {ref: source.product_id(ref) for ref in report["failures"]}
             done = imported_products(source, self.database(), [p for p in failed.values() if p])
             imports.clear_failures(
