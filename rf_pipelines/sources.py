@@ -88,21 +88,21 @@ class Sentinel2Bucket:
             return sorted({ref for url, body in bodies for ref in self._tiles(url, body)})
 
     def _tiles(self, product_url, body):
-        if isinstance(body, Exception) and not isinstance(body, FileNotFoundError):
+        """The references a productInfo.json lists; the product's own URL when it is missing,
+        refused as bad or malformed (kept as a reference: reading it fails that product
+        alone, with the reason)."""
+        if isinstance(body, Exception):
             failure = read_failure(product_url, "the product's productInfo.json", body)
             if not isinstance(failure, InvalidInput):
                 # The store failed (transient: the day's discovery is retried) or refused
                 # this worker (a setting is wrong).
                 raise failure from None
-            body = FileNotFoundError(str(failure))  # this product alone: kept, as below
+            return [product_url]
         try:
-            if isinstance(body, Exception):
-                raise body
             info = orjson.loads(body)
             named = f"#{info['name']}" if isinstance(info.get("name"), str) else ""
             return [f"{self.root}/{tile['path']}/tileInfo.json{named}" for tile in info["tiles"]]
-        except (ValueError, KeyError, TypeError, FileNotFoundError):
-            # Kept as a reference: reading it fails that product alone, with the reason.
+        except (ValueError, KeyError, TypeError):
             return [product_url]
 
     def product_id(self, ref):

@@ -189,6 +189,17 @@ def clear_failures(conn, source, day, refs):
         )
 
 
+def clear_imported_failures(conn, source, day, product_of, writers):
+    """Forgets the day's failures whose product ``product_of(ref)`` (None: unknown without
+    reading it) has been imported since by one of ``writers`` (the listener, say): a
+    re-check skips imported products, so their failures would keep the day PARTIAL."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT ref FROM import_failures WHERE source = %s AND day = %s", (source, day))
+        products = {ref: product_of(ref) for (ref,) in cur.fetchall()}
+    done = imported_products(conn, source, [p for p in products.values() if p], writers)
+    clear_failures(conn, source, day, [ref for ref, p in products.items() if p in done])
+
+
 def finish_day(conn, source, day):
     """Marks a day COMPLETE when no failure is left, PARTIAL otherwise; returns the status."""
     with conn.cursor() as cur:

@@ -79,13 +79,8 @@ class DiscoverDay(_DayTask):
         source = sources.get_source(self.source)
         with db.transaction(self.database()) as conn:
             imports.start_day(conn, self.source, self.day, count, self.output().path)
-            # A failed scene imported since (by the listener) is not discovered again, so its
-            # failure would keep the day PARTIAL for good.
-            report = imports.day_report(conn, self.source, self.day) or {"failures": {}}
-            failed = {ref: source.product_id(ref) for ref in report["failures"]}
-            done = imported_products(source, self.database(), [p for p in failed.values() if p])
-            imports.clear_failures(
-                conn, self.source, self.day, [ref for ref, p in failed.items() if p in done]
+            imports.clear_imported_failures(
+                conn, self.source, self.day, source.product_id, _writers()
             )
 
 
@@ -180,12 +175,14 @@ def not_yet_imported(source, entries, database_url):
 def imported_products(source, database_url, products):
     """The subset of ``products`` imported from ``source`` as this version of ImportBatch
     writes them, or by the listener (one query)."""
-    writers = [
-        f"{ImportBatch.get_task_family()}@v{ImportBatch.version}",
-        imports.LISTENER_WRITTEN_BY,
-    ]
     with db.connect(database_url) as conn:
-        return imports.imported_products(conn, source.name, products, writers)
+        return imports.imported_products(conn, source.name, products, _writers())
+
+
+def _writers():
+    """The writers whose scenes count as imported: this version of ImportBatch and the
+    listener."""
+    return [f"{ImportBatch.get_task_family()}@v{ImportBatch.version}", imports.LISTENER_WRITTEN_BY]
 
 
 class ImportDay(_FromManifest):
