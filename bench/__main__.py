@@ -2,12 +2,16 @@
 
 import argparse
 
-from bench import bulk_completeness, imports, ingest, upload_workflow
+from bench import bulk_completeness, imports, ingest, upload_workflow, uploads_many
 
 BENCHMARKS = {
     "bulk_completeness": bulk_completeness.run,
     "upload_workflow": upload_workflow.run,
+    "uploads_many": uploads_many.run,
     "upload_memory": lambda repeat: upload_workflow.run_memory(),
+    "upload_over_2g_pixels": lambda repeat: upload_workflow.run_memory(
+        size=46_341, bands=1, through_s3=False
+    ),
     "imports": imports.run,
     "ingest": ingest.run,
 }

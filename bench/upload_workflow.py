@@ -1,5 +1,7 @@
 """The upload workflow on a 4-band uint16 4096 x 4096 GeoTIFF (128 MB) versus a bare GDAL COG
-copy of the same file, in the same run; and peak memory for a 20,000 x 20,000 x 3 upload.
+copy of the same file, in the same run; and peak memory, local disk and time for big uploads:
+20,000 x 20,000 x 3 from an s3:// prefix to an s3:// data root, and 46,341 x 46,341 x 1
+(more than 2^31 pixels) on a local data root.
 
 Baseline: the bare COG copy, the irreducible part of the work: ``rasterio.shutil.copy``
 with the workflow's own options (``cog.COG_OPTIONS``: DEFLATE, 512 px blocks, average
@@ -9,6 +11,7 @@ overview resampling and block cache) and rio-cogeo's ``cog_translate`` with its 
 profile, all on the same file.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,8 +26,9 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from bench.timing import median_seconds, row
-from rf_pipelines import config, uploading
+from rf_pipelines import clients, config, uploading
 from rf_pipelines.imagery import cog
+from rf_pipelines.targets import files
 from rf_pipelines.tasks import ProcessUpload
 from rf_pipelines.tasks.runner import build
 
@@ -120,15 +124,28 @@ def run(repeat=3):
         )
 
 
-def run_memory(size=20_000):
-    """Peak memory (max RSS) of a worker processing a ``size`` x ``size`` x 3 uint16 upload."""
+def run_memory(size=20_000, bands=3, through_s3=True):
+    """Peak memory (max RSS) and peak local disk of a worker processing a ``size`` x ``size``
+    x ``bands`` uint16 upload, and its time; with ``through_s3`` the file comes from an
+    ``s3://`` prefix and the data root is on S3 (the local disk then holds only what is on
+    its way: the scratch folder, RF_SCRATCH_DIR, measured here)."""
+    bucket = f"rf-bench-big-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="rf-bench-mem-") as folder:
         folder = Path(folder)
-        os.environ["RF_DATA_ROOT"] = str(folder / "data")
+        scratch = folder / "scratch"
+        os.environ["RF_SCRATCH_DIR"] = str(scratch)
+        os.environ["RF_DATA_ROOT"] = f"s3://{bucket}/data" if through_s3 else str(folder / "data")
         config.settings.cache_clear()
-        source = make_source(folder / "big.tif", size=size, bands=3)
-        upload_id = uploading.create_upload([str(source)], "bench")
-        os.unlink(source)  # the upload holds its own copy; keep the disk use down
+        source = make_source(folder / "big.tif", size=size, bands=bands)
+        if through_s3:
+            s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
+            s3.create_bucket(Bucket=bucket)
+            s3.upload_file(str(source), bucket, "incoming/big.tif")
+            os.unlink(source)
+            upload_id = uploading.create_upload([f"s3://{bucket}/incoming/"], "bench")
+        else:
+            upload_id = uploading.create_upload([str(source)], "bench")
+            os.unlink(source)  # the upload holds its own copy; keep the disk use down
         started = time.perf_counter()
         worker = subprocess.Popen(
             [
@@ -143,19 +160,35 @@ def run_memory(size=20_000):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        peak_kb = 0
+        peak_kb = peak_disk = 0
         while worker.poll() is None:
             peak_kb = max(peak_kb, _high_water_kb(worker.pid))
+            peak_disk = max(peak_disk, _folder_bytes(scratch))
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         outcome = "COMPLETE" if worker.returncode == 0 else "FAILED"
-        yield {
-            "benchmark": f"{size}x{size}x3 uint16 upload ({outcome}): peak RSS "
-            f"{peak_kb / 1024:,.0f} MB",
-            "seconds": seconds,
-            "baseline": "-",
-            "baseline_seconds": float("nan"),
-        }
+        if through_s3:
+            files.remove_tree(f"s3://{bucket}/")
+            s3.delete_bucket(Bucket=bucket)
+    route = "s3 to s3" if through_s3 else "local"
+    pixels = size * size
+    yield {
+        "benchmark": f"{size}x{size}x{bands} uint16 ({pixels:,} px), {route} ({outcome}): "
+        f"peak RSS {peak_kb / 1024:,.0f} MB, peak scratch {peak_disk / 1e9:,.2f} GB",
+        "seconds": seconds,
+        "baseline": "-",
+        "baseline_seconds": float("nan"),
+    }
+
+
+def _folder_bytes(folder):
+    """Bytes of the files under ``folder`` now (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
 
 
 def _high_water_kb(pid):

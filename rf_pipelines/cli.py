@@ -452,7 +452,8 @@ def upload_process(upload_id, local_scheduler, workers):
 @upload.command("show")
 @click.argument("upload_id")
 def upload_show(upload_id):
-    """Print the upload as JSON: status, and per file its status, error, scene and outputs."""
+    """Print the upload as JSON: status, notes, and per file its status, error, sidecars,
+    scene and outputs."""
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import uploads
 

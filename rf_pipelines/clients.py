@@ -1,6 +1,7 @@
 """One cached client factory per external service; nothing is created at import time."""
 
 import functools
+import os
 import threading
 
 import boto3
@@ -23,6 +24,7 @@ def _cached(factory):
             return cached(*args)
 
     get.cache_clear = cached.cache_clear
+    get.cache_info = cached.cache_info
     return get
 
 
@@ -70,7 +72,34 @@ def unsigned_s3_client(endpoint_url=None):
     )
 
 
+@_cached
+def rasterio_session():
+    """rasterio's AWS session on the shared boto3 session: GDAL's credentials for s3://."""
+    from rasterio.session import AWSSession
+
+    return AWSSession(session=_session())
+
+
 def reset():
     """Forgets every cached client (after the environment changed, as in tests)."""
-    for factory in (_session, aws_client, s3_resource, luigi_s3_client, unsigned_s3_client):
+    for factory in (
+        _session,
+        aws_client,
+        s3_resource,
+        luigi_s3_client,
+        unsigned_s3_client,
+        rasterio_session,
+    ):
         factory.cache_clear()
+
+
+def _forget_after_fork():
+    """In a forked child: new clients and a new lock, never the parent's. A client's pooled
+    keep-alive connections would otherwise be shared with the parent and its other children,
+    and a lock held by another of the parent's threads at the fork would stay held."""
+    global _CREATING
+    _CREATING = threading.RLock()
+    reset()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

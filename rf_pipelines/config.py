@@ -8,6 +8,7 @@ never read from files: credentials come from the environment or an IAM role thro
 import functools
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -115,6 +116,17 @@ class RfConfig(luigi.Config):
         description="Days the run folders under RF_HOME/runs (local task logs, failure "
         "records) are kept; published logs are not touched (env RF_RUNS_KEEP_DAYS; default 7).",
     )
+    upload_processes = luigi.Parameter(
+        default="",
+        description="Processes that work on the files of one batch of an upload at once "
+        "(env RF_UPLOAD_PROCESSES; default the cores this process may use).",
+    )
+    scratch_dir = luigi.Parameter(
+        default="",
+        description="Local folder for files on their way to or from S3: a source being "
+        "converted, a COG being written (env RF_SCRATCH_DIR; default the system's temporary "
+        "folder). A conversion checks it has room before it starts.",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,8 @@ class Settings:
         database_url: a libpq URL (``postgresql://...``) for psycopg2.
         s3_endpoint_url: endpoint URL of an S3-compatible store, or None for AWS.
         max_upload_pixels: largest width x height accepted in an upload file.
+        upload_processes: processes working on one batch of an upload's files at once.
+        scratch_dir: local folder for files on their way to or from S3.
     """
 
     home: Path
@@ -142,6 +156,8 @@ class Settings:
     history_database_url: str = ""
     runs_keep_days: int = 7
     s3_access: tuple = ()
+    upload_processes: int = 0
+    scratch_dir: str = ""
 
     @property
     def task_history_url(self):
@@ -224,6 +240,10 @@ def load_settings():
     access = parse_s3_access(value, source) if value else ()
     keep, source = _pick(["RF_RUNS_KEEP_DAYS"], cfg.runs_keep_days, "runs_keep_days")
     keep = parse_positive_int(keep, source) if keep else Settings.runs_keep_days
+    value, source = _pick(["RF_UPLOAD_PROCESSES"], cfg.upload_processes, "upload_processes")
+    processes = parse_positive_int(value, source) if value else len(os.sched_getaffinity(0))
+    value, source = _pick(["RF_SCRATCH_DIR"], cfg.scratch_dir, "scratch_dir")
+    scratch = parse_scratch_dir(value, source) if value else tempfile.gettempdir()
     return Settings(
         home,
         data_root,
@@ -236,6 +256,8 @@ def load_settings():
         history_database_url=history,
         runs_keep_days=keep,
         s3_access=access,
+        upload_processes=processes,
+        scratch_dir=scratch,
         **urls,
     )
 
@@ -345,6 +367,20 @@ def parse_positive_int(value, source):
     if number <= 0:
         raise ConfigError(f"{source}: {value!r} is not a positive integer")
     return number
+
+
+def parse_scratch_dir(value, source="RF_SCRATCH_DIR"):
+    """Validates the scratch folder: a local folder (made when missing).
+
+    Raises:
+        ConfigError: a URL, or a path that is not a folder.
+    """
+    if "://" in value:
+        raise ConfigError(f"{source}: {value!r} must be a local folder, not a URL")
+    path = Path(value).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{source}: {str(path)!r} is not a folder")
+    return str(path)
 
 
 def parse_data_root(value, source="RF_DATA_ROOT"):

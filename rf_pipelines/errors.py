@@ -30,6 +30,10 @@ class MissingBucket(ConfigError):
     """An ``s3://`` URL names a bucket that the configured S3 endpoint does not have."""
 
 
+class NoRoom(ConfigError):
+    """The scratch folder (RF_SCRATCH_DIR) lacks the room a job needs; nothing was started."""
+
+
 class InvalidInput(PermanentError, ValueError):
     """User-supplied data (a file, id, path or date) is not acceptable."""
 

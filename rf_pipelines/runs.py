@@ -140,12 +140,14 @@ def one_line(error):
     return f"{type(error).__name__}: {text}"
 
 
-def record_failure(task, error, phase, log=None):
+def record_failure(task, error, phase, log=None, within=None):
     """Adds a failure to the run's record (no-op outside a run).
 
     Args:
         phase: ``run`` (in run()) or ``schedule`` (checking completeness or requirements).
         log: where the details are; by default the command's log.
+        within: the task_id of the task that ran ``task`` in its own process (a batch of
+            files runs each file's steps): the run reports ``task``'s failure, not that one's.
     """
     run = os.environ.get(ENV)
     if not run:
@@ -158,6 +160,7 @@ def record_failure(task, error, phase, log=None):
         "kind": error_kind(error),
         "phase": phase,
         "log": log or os.environ.get(COMMAND_LOG_ENV) or "-",
+        "within": within,
     }
     with open(Path(run) / "failures.jsonl", "a") as out:
         out.write(json.dumps(line) + "\n")

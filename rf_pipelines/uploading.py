@@ -4,11 +4,13 @@ import os
 import posixpath
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from rf_pipelines import config, ids
 from rf_pipelines.catalog import datasources, db, markers, projects, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import AlreadyRunning, InvalidInput
+from rf_pipelines.imagery import sidecars
 from rf_pipelines.targets import files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -49,36 +51,76 @@ def processed_url(upload_id, filename):
     )
 
 
+@dataclass
+class SourceFile:
+    """One raster of an upload, with the GDAL sidecars that travel with it."""
+
+    url: str
+    name: str
+    sidecars: list = field(default_factory=list)  # (url, name) pairs
+
+    def copies(self):
+        """(source URL, name in the upload) of the raster and of each sidecar."""
+        return [(self.url, self.name), *self.sidecars]
+
+
 def collect_sources(sources):
-    """Expands the user's sources into (source URL, file name) pairs.
+    """Expands the user's sources into rasters, each with its sidecars (``imagery.sidecars``:
+    external mask, overviews, PAM .aux.xml, world file and .prj).
 
     Args:
         sources: local files, local folders or ``s3://`` prefixes (TIFFs under them).
 
+    Returns:
+        ``([SourceFile], notes)``: notes name each sidecar whose raster is not in the upload
+        (it is left out).
+
     Raises:
-        InvalidInput: a missing file, a prefix or folder without TIFFs, or two files with the
-            same name (each becomes a scene named after its file).
+        InvalidInput: a missing file, a prefix or folder without TIFFs, a raster or sidecar
+            name that is not a plain file name, or two files with the same name (each
+            becomes a scene named after its file).
     """
-    pairs = []
+    found, orphans = [], []
     for source in sources:
         if files.is_s3(source) or os.path.isdir(source):
-            found = files.list_files(source, TIFF_SUFFIXES)
-            if not found:
+            listed = files.list_files(source, TIFF_SUFFIXES + sidecars.SUFFIXES)
+            rasters, lost = sidecars.match(listed, lambda u: u.lower().endswith(TIFF_SUFFIXES))
+            if not rasters:
                 raise InvalidInput(f"{source}: no .tif or .tiff files under this prefix")
         elif os.path.isfile(source):
-            found = [os.path.abspath(source)]
+            path = os.path.abspath(source)
+            rasters, lost = {path: _sidecars_beside(path)}, []
         else:
             raise InvalidInput(f"{source}: no such file, folder or s3:// prefix")
-        pairs.extend((url, check_filename(posixpath.basename(url))) for url in found)
+        orphans.extend(lost)
+        for url, extra in rasters.items():
+            found.append(
+                SourceFile(
+                    url,
+                    check_filename(posixpath.basename(url)),
+                    [(u, check_filename(posixpath.basename(u))) for u in extra],
+                )
+            )
     seen = {}
-    for url, name in pairs:
-        if name in seen:
+    for url, name in (copy for f in found for copy in f.copies()):
+        if seen.get(name, url) != url:
             raise InvalidInput(
                 f"two files are named {name!r} ({seen[name]} and {url}); each file of an "
                 "upload becomes a scene named after it, so rename one"
             )
         seen[name] = url
-    return pairs
+    notes = [
+        f"{posixpath.basename(url)}: a sidecar whose raster is not in the upload; ignored ({url})"
+        for url in orphans
+    ]
+    return found, notes
+
+
+def _sidecars_beside(path):
+    """The sidecars of a local file named on its own: those in its folder."""
+    folder = os.path.dirname(path)
+    wanted = set(sidecars.candidates(os.path.basename(path)))
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower() in wanted)
 
 
 def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, upload_id=None):
@@ -97,10 +139,10 @@ def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, u
     Raises:
         InvalidInput: see ``collect_sources``; NotFound: an unknown project id.
     """
-    pairs = collect_sources(sources)
+    found, notes = collect_sources(sources)
     url = config.settings().database_url
     upload_id = upload_id or uuid.uuid4()
-    kind = "S3" if all(files.is_s3(src) for src, _ in pairs) else "LOCAL"
+    kind = "S3" if all(files.is_s3(f.url) for f in found) else "LOCAL"
     with db.transaction(url) as conn:
         source = datasources.upsert_datasource(conn, datasource, owner)
         project_id = projects.resolve_project(conn, project, owner) if project else None
@@ -109,15 +151,21 @@ def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, u
             upload_id,
             owner,
             kind,
-            [n for _, n in pairs],
+            [f.name for f in found],
             status=UploadStatus.UPLOADING,
             datasource_id=source["id"],
             project_id=project_id,
+            notes=notes,
         )
+    copies = [copy for f in found for copy in f.copies()]
     try:
         with ThreadPoolExecutor(4) as pool:
-            sizes = list(
-                pool.map(lambda p: files.copy_into(p[0], upload_url(upload_id, p[1])), pairs)
+            sizes = dict(
+                zip(
+                    (name for _, name in copies),
+                    pool.map(lambda c: files.copy_into(c[0], upload_url(upload_id, c[1])), copies),
+                    strict=True,
+                )
             )
     except Exception as err:
         with db.transaction(url) as conn:
@@ -126,8 +174,9 @@ def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, u
             )
         raise
     with db.transaction(url) as conn:
-        for (src, name), size in zip(pairs, sizes, strict=True):
-            uploads.add_file(conn, upload_id, name, src, size)
+        for f in found:
+            sidecar_names = [name for _, name in f.sidecars]
+            uploads.add_file(conn, upload_id, f.name, f.url, sizes[f.name], sidecar_names)
         uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
     return upload_id
 
@@ -150,6 +199,8 @@ def replace_file(upload_id, source):
     name = check_filename(posixpath.basename(source))
     if not os.path.isfile(source) and not files.is_s3(source):
         raise InvalidInput(f"{source}: no such file")
+    beside = _sidecars_beside(source) if os.path.isfile(source) else []
+    sidecar_names = [check_filename(posixpath.basename(u)) for u in beside]
     url = config.settings().database_url
     upload_id = uploads.parse_upload_id(upload_id)
     scene_id = ids.scene_id_for_upload(upload_id, name)
@@ -164,16 +215,23 @@ def replace_file(upload_id, source):
                 f"upload {upload_id} is being processed; replace {name} when that run ends "
                 "(`rf-pipelines reap` puts back an upload whose worker died)"
             )
-        if name not in {f["filename"] for f in uploads.list_files(conn, upload_id)}:
+        known = {f["filename"]: f for f in uploads.list_files(conn, upload_id)}
+        if name not in known:
             raise InvalidInput(f"upload {upload_id} has no file named {name!r}")
+        old_sidecars = known[name]["sidecars"]
         uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADING, f"replacing {name}")
         markers.delete_matching(conn, {"upload_id": str(upload_id), "filename": name})
         scenes.forget_ingest(conn, scene_id)
     size = files.copy_into(source, upload_url(upload_id, name))
+    for url, sidecar in zip(beside, sidecar_names, strict=True):
+        files.copy_into(url, upload_url(upload_id, sidecar))
+    for stale in set(old_sidecars) - set(sidecar_names):
+        # The old file's mask or world file must not apply to the new one.
+        files.remove(upload_url(upload_id, check_filename(stale)))
     files.remove_tree(processed_url(upload_id, name))
     files.remove_tree(files.join(config.settings().data_root, "ingest", str(scene_id)))
     with db.transaction(url) as conn:
-        uploads.add_file(conn, upload_id, name, source, size)
+        uploads.add_file(conn, upload_id, name, source, size, sidecar_names)
         uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADED)
 
 

@@ -47,6 +47,17 @@ def plant(family, when):
     from luigi.task_register import Register
 
     cls = Register.get_task_cls(family)
+    if callable(getattr(cls, "work", None)):
+        # A step of an upload's file runs inside its batch (process_file): its work, not
+        # its run(), is what runs.
+        original_work = cls.work
+
+        def work(self):
+            fire(self)
+            return original_work(self)
+
+        cls.work = work
+        return
     original_run = cls.run
 
     if inspect.isgeneratorfunction(original_run):

@@ -248,6 +248,7 @@ class UploadWorkflow(Workflow):
         "DescribeBands",
         "WriteStacItem",
         "RegisterUploadScene",
+        "UploadBatch",
         "ProcessUpload",
     )
     duration_s = 5.0

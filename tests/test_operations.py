@@ -54,18 +54,18 @@ def test_run_wrapper_through_luigid_and_one_notification_per_run(
 
     assert b"not a raster GDAL can read" in files.read_bytes(log_url.strip())
 
-    # The good file's tasks ran through luigid with their log as tracking URL and progress.
-    query = urllib.parse.quote(json.dumps({"status": "DONE"}))
+    # The batch ran through luigid with its log as tracking URL and its files' progress.
+    query = urllib.parse.quote(json.dumps({"status": "FAILED"}))
     with urllib.request.urlopen(f"{scheduler_url()}/api/task_list?data={query}") as resp:
-        done = json.loads(resp.read())["response"]
-    cog = next(
+        failed = json.loads(resp.read())["response"]
+    batch = next(
         t
-        for t in done.values()
-        if t["name"] == "ConvertToCog" and t["params"]["upload_id"] == str(upload_id)
+        for t in failed.values()
+        if t["name"] == "UploadBatch" and t["params"]["upload_id"] == str(upload_id)
     )
-    assert cog["tracking_url"].endswith(".log") and "/logs/" in cog["tracking_url"]
-    assert cog["status_message"] == "COG of RGB.byte.tif: published"
-    assert cog["progress_percentage"] == 100
+    assert batch["tracking_url"].endswith(".log") and "/logs/" in batch["tracking_url"]
+    assert batch["status_message"] == f"upload {upload_id} batch 1/1: 1 of 4 files done, 3 failed"
+    assert batch["progress_percentage"] == 100
 
 
 def test_run_refuses_unknown_tasks_and_bad_parameters(data_root):
@@ -99,15 +99,15 @@ def test_two_runs_of_the_same_upload_at_once_do_the_work_once(data_root, databas
     assert codes in ([0, 0], [0, 7]), outputs
     with db.connect(database_url) as conn:
         assert uploads.upload_summary(conn, upload_id)["status"] == "COMPLETE"
-    # luigid's history: ConvertToCog of this file started once.
+    # luigid's history: the batch of this file started once.
     history_url = config.settings().task_history_url
     runs = history.recent_runs(history_url, limit=200)
-    cogs = [
+    batches = [
         r
         for r in runs
-        if r["task"] == "ConvertToCog" and r["params"].get("upload_id") == str(upload_id)
+        if r["task"] == "UploadBatch" and r["params"].get("upload_id") == str(upload_id)
     ]
-    assert len(cogs) == 1 and cogs[0]["state"] == "DONE"
+    assert len(batches) == 1 and batches[0]["state"] == "DONE"
 
 
 def test_status_lists_recent_runs_from_the_task_history(data_root, database_url):
@@ -117,7 +117,7 @@ def test_status_lists_recent_runs_from_the_task_history(data_root, database_url)
     assert result.exit_code == 0, result.output
     runs = [json.loads(line) for line in result.output.splitlines()]
     mine = [r for r in runs if r["params"].get("upload_id") == str(upload_id)]
-    assert {r["task"] for r in mine} >= {"ProcessUpload", "ConvertToCog", "RegisterUploadScene"}
+    assert {r["task"] for r in mine} == {"ProcessUpload", "UploadBatch"}
     assert all(r["state"] == "DONE" and r["seconds"] >= 0 for r in mine)
     text = CliRunner().invoke(cli, ["status", "--limit", "5"]).output
     assert text.splitlines()[-1].startswith("5 task runs")

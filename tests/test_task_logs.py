@@ -68,18 +68,18 @@ def _failed_upload(folder, name):
 
 def test_a_failed_tasks_tracking_link_opens_its_log(served_root, tmp_path, browser):
     name = f"export-{uuid.uuid4().hex[:8]}.tif"
-    _failed_upload(tmp_path, name)
+    upload_id = _failed_upload(tmp_path, name)
     luigid = config.scheduler_url()
 
-    # The visualiser's task list, searched for the file as a person would type it.
-    browser.get(f"{luigid}/static/visualiser/index.html#tab=tasks&search__search={name}")
+    # The visualiser's task list, searched for the upload as a person would type it.
+    browser.get(f"{luigid}/static/visualiser/index.html#tab=tasks&search__search={upload_id}")
     wait = WebDriverWait(browser, 30)
     link = wait.until(
         lambda d: next(
             (
                 a
                 for a in d.find_elements(By.CSS_SELECTOR, "a[href*='/logs/']")
-                if "ValidateUploadFile" in a.get_attribute("href") and a.is_displayed()
+                if "UploadBatch" in a.get_attribute("href") and a.is_displayed()
             ),
             None,
         )
@@ -91,7 +91,8 @@ def test_a_failed_tasks_tracking_link_opens_its_log(served_root, tmp_path, brows
     browser.switch_to.window(browser.window_handles[1])
     text = wait.until(lambda d: d.find_element(By.TAG_NAME, "body").text or None)
 
-    assert "running ValidateUploadFile" in text
+    assert "running UploadBatch" in text
+    assert f"{name} (upload {upload_id}) failed in ValidateUploadFile" in text
     assert "Traceback" in text and f"InvalidInput: {name}:" in text
 
 

@@ -12,23 +12,57 @@ from rf_pipelines.errors import ServiceUnavailable
 CONNECT_TIMEOUT_S = 5
 
 
+_kept = {}  # url -> connection, in a process that keeps its connections (keep_connections)
+_keeping = []
+
+
+def keep_connections():
+    """From now on this process keeps one connection per database between uses instead of
+    opening one each time: for a pool's child working through many small files, where
+    connecting costs more than the queries. Call it only in a process of its own (a forked
+    child): the connections are never shared."""
+    _keeping.append(True)
+
+
+def close_kept():
+    """Closes the connections kept between uses."""
+    while _kept:
+        _kept.popitem()[1].close()
+
+
 @contextlib.contextmanager
 def connect(url):
-    """Yields an open psycopg2 connection and always closes it.
+    """Yields an open psycopg2 connection and always closes it (or, after
+    ``keep_connections``, keeps it for the next use: rolled back to no transaction, and
+    dropped after any error, so a broken connection is never used again).
 
     Raises:
         ServiceUnavailable: the server cannot be reached (transient: retry later).
     """
+    conn = _kept.pop(url, None)
+    if conn is None or conn.closed:
+        conn = _open(url)
+    try:
+        yield conn
+    except BaseException:
+        conn.close()
+        raise
+    if not _keeping or conn.closed:
+        conn.close()
+        return
+    if conn.status != psycopg2.extensions.STATUS_READY:
+        conn.rollback()
+    _kept[url] = conn
+
+
+def _open(url):
     try:
         conn = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg2.OperationalError as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ServiceUnavailable(f"database {redact_url(url)}: {reason}") from err
-    try:
-        psycopg2.extras.register_uuid(conn_or_curs=conn)
-        yield conn
-    finally:
-        conn.close()
+    psycopg2.extras.register_uuid(conn_or_curs=conn)
+    return conn
 
 
 @contextlib.contextmanager

@@ -26,8 +26,9 @@ def create_upload(
     status=UploadStatus.CREATED,
     datasource_id=None,
     project_id=None,
+    notes=(),
 ):
-    """Inserts or updates an upload row.
+    """Inserts or updates an upload row; ``notes`` are shown with it (sidecars left out).
 
     Returns:
         dict of the row.
@@ -40,6 +41,7 @@ def create_upload(
         "files": jsonb(list(files)),
         "datasource_id": datasource_id,
         "project_id": project_id,
+        "notes": jsonb(list(notes)),
     }
     return upsert(conn, "uploads", row)
 
@@ -99,8 +101,9 @@ def check_processable(upload):
         )
 
 
-def add_file(conn, upload_id, filename, source_uri, size_bytes):
-    """Records (or re-queues, after a replacement) one file of an upload."""
+def add_file(conn, upload_id, filename, source_uri, size_bytes, sidecars=()):
+    """Records (or re-queues, after a replacement) one file of an upload, with the names of
+    the sidecars copied beside it."""
     upsert(
         conn,
         "upload_files",
@@ -114,9 +117,27 @@ def add_file(conn, upload_id, filename, source_uri, size_bytes):
             "failed_step": None,
             "scene_id": None,
             "outputs": {},
+            "sidecars": jsonb(list(sidecars)),
         },
         key=("upload_id", "filename"),
     )
+
+
+def get_file(conn, upload_id, filename):
+    """One file's row.
+
+    Raises:
+        NotFound: the upload has no such file.
+    """
+    with dict_cursor(conn) as cur:
+        cur.execute(
+            "SELECT * FROM upload_files WHERE upload_id = %s AND filename = %s",
+            (str(parse_upload_id(upload_id)), filename),
+        )
+        row = cur.fetchone()
+    if row is None:
+        raise NotFound(f"upload {upload_id} has no file {filename!r}")
+    return row
 
 
 def list_files(conn, upload_id):
@@ -213,6 +234,8 @@ def file_succeeded(conn, upload_id, filename, scene_id, outputs):
     return settle(conn, upload_id)
 
 
+MAX_REASONS = 20  # failed files named in an upload's status reason; `upload show` has all
+
 _SETTLED_FROM = frozenset(
     {UploadStatus.PROCESSING, UploadStatus.UPLOADED, UploadStatus.QUEUED, UploadStatus.FAILED}
 )
@@ -226,25 +249,36 @@ def settle(conn, upload_id):
         the upload's status after the call.
     """
     upload = get_upload(conn, upload_id, lock=True)
-    files = list_files(conn, upload_id)
-    finished = {str(JobStatus.SUCCESS), str(JobStatus.FAILURE)}
-    if (
-        not files
-        or upload["upload_status"] not in _SETTLED_FROM
-        or any(f["status"] not in finished for f in files)
-    ):
+    if upload["upload_status"] not in _SETTLED_FROM:
+        return upload["upload_status"]
+    # Counted, not listed: an upload of thousands of files is settled once per file.
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status NOT IN (%s, %s)), "
+            "count(*) FILTER (WHERE status = %s) FROM upload_files WHERE upload_id = %s",
+            (
+                str(JobStatus.SUCCESS),
+                str(JobStatus.FAILURE),
+                str(JobStatus.FAILURE),
+                str(upload_id),
+            ),
+        )
+        total, unfinished, failed = cur.fetchone()
+    if not total or unfinished:
         return upload["upload_status"]
     if upload["upload_status"] != UploadStatus.PROCESSING:
         # Put back (reaped, released) while a live worker finished its last file: every
         # file is finished all the same, so the upload is settled, through PROCESSING.
         set_upload_status(conn, upload_id, UploadStatus.PROCESSING)
-    failed = [f for f in files if f["status"] == JobStatus.FAILURE]
     if not failed:
         set_upload_status(conn, upload_id, UploadStatus.COMPLETE)
         return UploadStatus.COMPLETE
-    reason = f"{len(failed)} of {len(files)} files failed: " + "; ".join(
-        f"{f['filename']}: {f['error']}" for f in failed
+    failures = [f for f in list_files(conn, upload_id) if f["status"] == JobStatus.FAILURE]
+    reason = f"{failed} of {total} files failed: " + "; ".join(
+        f"{f['filename']}: {f['error']}" for f in failures[:MAX_REASONS]
     )
+    if failed > MAX_REASONS:
+        reason += f"; and {failed - MAX_REASONS} more (upload show lists each)"
     set_upload_status(conn, upload_id, UploadStatus.FAILED, reason=reason)
     return UploadStatus.FAILED
 
@@ -267,6 +301,7 @@ def upload_summary(conn, upload_id):
         "project_id": upload["project_id"] and str(upload["project_id"]),
         "created_at": upload["created_at"].isoformat(),
         "modified_at": upload["modified_at"].isoformat(),
+        "notes": upload["notes"],
         "files": [
             {
                 "name": f["filename"],
@@ -274,6 +309,7 @@ def upload_summary(conn, upload_id):
                 "error": f["error"],
                 "scene_id": f["scene_id"] and str(f["scene_id"]),
                 "size_bytes": f["size_bytes"],
+                "sidecars": f["sidecars"],
                 "outputs": f["outputs"],
             }
             for f in list_files(conn, upload_id)

@@ -7,7 +7,8 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 from rasterio._err import CPLE_BaseError  # GDAL errors raised while copying
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.session import DummySession
 from rasterio.vrt import WarpedVRT
 from rio_cogeo.cogeo import cog_validate
 
@@ -39,42 +40,64 @@ def needs_warp(dataset):
 
 
 @contextlib.contextmanager
-def north_up(dataset):
-    """Yields the dataset itself, or a WarpedVRT of it on a north-up grid in the same CRS."""
-    if not needs_warp(dataset):
+def north_up(dataset, crs=None):
+    """Yields the dataset itself, or a WarpedVRT of it on a north-up grid in the same CRS.
+
+    Args:
+        crs: the CRS of a ``.prj`` sidecar, for a dataset without one of its own (a TIFF
+            georeferenced by a world file): the VRT then carries it, on the same grid.
+    """
+    assigned = crs if dataset.crs is None and crs is not None else None
+    if not needs_warp(dataset) and assigned is None:
         yield dataset
         return
-    src_crs = dataset.crs or dataset.gcps[1]
+    src_crs = assigned or dataset.crs or dataset.gcps[1]
+    grid = {}
+    if not needs_warp(dataset):  # only a CRS to assign: the very same grid, no resampling
+        grid = {"transform": dataset.transform, "width": dataset.width, "height": dataset.height}
     with WarpedVRT(
         dataset,
         src_crs=src_crs,
         crs=src_crs,
-        resampling=Resampling.bilinear,
+        resampling=Resampling.bilinear if needs_warp(dataset) else Resampling.nearest,
         src_nodata=dataset.nodata,
         nodata=dataset.nodata if dataset.nodata is not None else None,
-        add_alpha=dataset.nodata is None and not _has_alpha(dataset),
+        add_alpha=(needs_warp(dataset) or _has_mask(dataset))
+        and dataset.nodata is None
+        and not _has_alpha(dataset),
+        **grid,
     ) as vrt:
         yield vrt
+
+
+def _has_mask(dataset):
+    """True when the dataset has a mask of its own (internal, or a .msk sidecar)."""
+    return any(MaskFlags.per_dataset in flags for flags in dataset.mask_flag_enums)
 
 
 def _has_alpha(dataset):
     return any(ci.name == "alpha" for ci in dataset.colorinterp)
 
 
-def write_cog(dataset, dst_path):
+def write_cog(dataset, dst_path, threads="ALL_CPUS", crs=None):
     """Writes ``dataset`` as a COG: DEFLATE, 512 tiles, internal overviews; nodata, the
     internal mask and an alpha band are carried over by GDAL's COG driver.
 
     Args:
         dataset: an open rasterio dataset (a GCP or rotated grid is warped north-up first).
         dst_path: local path of the new file.
+        threads: GDAL's threads for compression and overviews ("1" in a forked child:
+            ``processes.gdal_threads``).
+        crs: the CRS of a ``.prj`` sidecar, for a dataset without one of its own.
 
     Raises:
         InvalidInput: the source's pixels cannot be read (corrupt blocks).
     """
-    with rasterio.Env(**GDAL_ENV), north_up(dataset) as src:
+    env = {**GDAL_ENV, "GDAL_NUM_THREADS": threads}
+    # A local file: no AWS session (rasterio would make a boto3 one for each Env).
+    with rasterio.Env(session=DummySession(), **env), north_up(dataset, crs) as src:
         try:
-            rasterio.shutil.copy(src, dst_path, **COG_OPTIONS)
+            rasterio.shutil.copy(src, dst_path, **{**COG_OPTIONS, "num_threads": threads})
         except (rasterio.errors.RasterioError, CPLE_BaseError) as err:
             if not _READ_FAILURE.search(str(err)):
                 raise

@@ -9,13 +9,14 @@ SUPPORTED_DTYPES = frozenset(
 SUPPORTED_DRIVERS = frozenset({"GTiff"})
 
 
-def inspect_raster(dataset, label, max_pixels):
+def inspect_raster(dataset, label, max_pixels, crs=None):
     """Validates an open dataset and summarises it.
 
     Args:
         dataset: an open rasterio dataset.
         label: the file's name, for messages.
         max_pixels: the largest accepted width x height.
+        crs: the CRS of a ``.prj`` sidecar, for a dataset without one of its own.
 
     Returns:
         dict: driver, width, height, count, dtypes, crs, georeferencing ("transform" or
@@ -36,7 +37,8 @@ def inspect_raster(dataset, label, max_pixels):
     if unsupported:
         raise InvalidInput(f"{label}: unsupported data type {', '.join(unsupported)}")
     gcps, gcp_crs = dataset.gcps
-    georeferencing = _georeferencing(dataset, gcps, gcp_crs)
+    crs = dataset.crs or crs
+    georeferencing = _georeferencing(crs, dataset.transform, gcps, gcp_crs)
     if georeferencing is None:
         raise InvalidInput(
             f"{label}: has no georeferencing (no CRS with a geotransform, and no GCPs)"
@@ -48,15 +50,15 @@ def inspect_raster(dataset, label, max_pixels):
         "height": dataset.height,
         "count": dataset.count,
         "dtypes": list(dataset.dtypes),
-        "crs": (dataset.crs or gcp_crs).to_string(),
+        "crs": (crs or gcp_crs).to_string(),
         "georeferencing": georeferencing,
         "rotated": georeferencing == "transform" and (transform.b != 0 or transform.d != 0),
         "nodata": dataset.nodata,
     }
 
 
-def _georeferencing(dataset, gcps, gcp_crs):
-    if dataset.crs is not None and not dataset.transform.is_identity:
+def _georeferencing(crs, transform, gcps, gcp_crs):
+    if crs is not None and not transform.is_identity:
         return "transform"
     if gcps and gcp_crs is not None:
         return "gcps"

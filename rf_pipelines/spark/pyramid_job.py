@@ -5,8 +5,6 @@ windows of its tiles, and writes the PNGs to the data root. No pixel passes thro
 driver.
 """
 
-import rasterio
-
 from rf_pipelines.imagery import pyramid
 from rf_pipelines.targets import files
 
@@ -37,7 +35,7 @@ def render_partition(cog_url, out_url, plan, coordinates):
     from rio_tiler.io import Reader
 
     written = empty = 0
-    with rasterio.Env(**files.gdal_options(cog_url)), Reader(cog_url) as reader:
+    with files.gdal_env(cog_url), Reader(cog_url) as reader:
         for z, x, y in coordinates:
             png = pyramid.render_tile(reader, z, x, y, plan)
             if png is None:

@@ -12,7 +12,7 @@ import luigi.format
 from luigi.contrib.s3 import S3Target
 
 from rf_pipelines import clients, config
-from rf_pipelines.errors import MissingBucket
+from rf_pipelines.errors import MissingBucket, NoRoom
 from rf_pipelines.targets import access
 
 
@@ -154,24 +154,74 @@ def copy_into(source, url):
 
 
 def _scratch_dir(url):
-    """A local folder for temporary files: beside ``url`` when local, so renames are atomic."""
-    if is_s3(url):
-        return None
-    os.makedirs(os.path.dirname(url), exist_ok=True)
-    return os.path.dirname(url)
+    """A local folder for temporary files: beside ``url`` when local, so renames are atomic;
+    the scratch folder (``RF_SCRATCH_DIR``) for an ``s3://`` URL."""
+    folder = scratch_dir() if is_s3(url) else os.path.dirname(url)
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def scratch_dir():
+    """The local folder for files on their way to or from S3 (``RF_SCRATCH_DIR``)."""
+    return config.settings().scratch_dir
+
+
+def check_room(needs, what):
+    """Fails before a job starts when a folder lacks the room the job will use.
+
+    Args:
+        needs: {local folder: bytes the job will write there}.
+        what: the job, for the message.
+
+    Raises:
+        NoRoom: names the folder, what it has, what the job needs, and the setting.
+    """
+    for folder, wanted in needs.items():
+        if not wanted:
+            continue
+        os.makedirs(folder, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+        if free < wanted:
+            setting = " (RF_SCRATCH_DIR)" if folder == scratch_dir() else ""
+            raise NoRoom(
+                f"{what}: {folder}{setting} has {_size(free)} free and this needs about "
+                f"{_size(wanted)}; free some room or point RF_SCRATCH_DIR at a larger disk"
+            )
+
+
+def _size(count):
+    """``count`` bytes for people: 812 B, 23.4 kB, 2.1 GB."""
+    if count < 1000:
+        return f"{count:,.0f} B"
+    for unit in ("kB", "MB"):
+        count /= 1000
+        if count < 1000:
+            return f"{count:,.1f} {unit}"
+    return f"{count / 1000:,.1f} GB"
 
 
 @contextlib.contextmanager
-def staged(url):
-    """Yields a local path with the content of ``url``: the file itself, or a download."""
+def staged(url, beside=()):
+    """Yields a local path with the content of ``url``: the file itself, or a download.
+
+    Args:
+        beside: URLs of files in the same folder as ``url`` that must be beside it (GDAL's
+            sidecars: a mask, overviews); downloaded with it, under their own names.
+    """
     if not is_s3(url):
         yield url
         return
+    with tempfile.TemporaryDirectory(prefix="rf-stage-", dir=_scratch_dir(url)) as folder:
+        for other in beside:
+            _download(other, folder)
+        yield _download(url, folder)
+
+
+def _download(url, folder):
     bucket, key = split_s3(url)
-    with tempfile.TemporaryDirectory(prefix="rf-stage-") as folder:
-        local = os.path.join(folder, posixpath.basename(key) or "object")
-        _s3(url).download_file(bucket, key, local, ExtraArgs=access.boto_args(url) or None)
-        yield local
+    local = os.path.join(folder, posixpath.basename(key) or "object")
+    _s3(url).download_file(bucket, key, local, ExtraArgs=access.boto_args(url) or None)
+    return local
 
 
 @contextlib.contextmanager
@@ -222,6 +272,16 @@ def list_files(prefix_url, suffixes):
         )
 
 
+def remove(url):
+    """Deletes one file or object; a missing one is no error."""
+    if not is_s3(url):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(url)
+        return
+    bucket, key = split_s3(url)
+    _s3(url).delete_object(Bucket=bucket, Key=key)
+
+
 def remove_tree(prefix_url):
     """Deletes everything under a folder or prefix (outputs being recomputed)."""
     if not is_s3(prefix_url):
@@ -246,6 +306,21 @@ def gdal_options(url):
         "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
         "AWS_VIRTUAL_HOSTING": "FALSE",
     }
+
+
+def gdal_env(url=None, **options):
+    """A ``rasterio.Env`` to read or write ``url`` (``gdal_options``), with ``options``.
+
+    Its session is given, not left to rasterio: with AWS credentials in the environment,
+    rasterio would make a new boto3 session for each Env (measured: 30 ms each, ten times a
+    file, more than the work on a small file). A local path gets none; an ``s3://`` URL the
+    process's own boto3 session (``clients.rasterio_session``).
+    """
+    import rasterio
+    from rasterio.session import DummySession
+
+    session = clients.rasterio_session() if url and is_s3(url) else DummySession()
+    return rasterio.Env(session=session, **gdal_options(url or ""), **options)
 
 
 def read_bytes(url):

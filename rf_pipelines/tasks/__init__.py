@@ -13,6 +13,7 @@ from rf_pipelines.tasks.uploads import (
     MakeThumbnails,
     ProcessUpload,
     RegisterUploadScene,
+    UploadBatch,
     ValidateUploadFile,
     WriteStacItem,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RegisterUploadScene",
     "RenderTiles",
     "SceneCog",
+    "UploadBatch",
     "ValidateUploadFile",
     "WriteStacItem",
 ]

@@ -93,7 +93,7 @@ class SceneCog(_SceneTask):
         sources = [(config.mirrored(url), index, name) for url, index, name in sources]
         self.report_progress(f"stacking {len(sources)} bands", 10)
         with files.writing(self.output().path, suffix=".tif") as tmp:
-            with _gdal_env(sources[0][0] if sources else ""):
+            with files.gdal_env(sources[0][0] if sources else ""):
                 pyramid.stack_bands(sources, tmp, f"scene {self.scene_id}")
         self.report_progress("scene COG written", 100)
 
@@ -139,7 +139,7 @@ class RenderTiles(_SceneTask, PySparkTask):
         # The Spark driver unpickles this task in another process: it reads and writes where
         # this process decided, whatever the code or settings there say.
         cog_url = self.input().path
-        with _gdal_env(cog_url):
+        with files.gdal_env(cog_url):
             plan = pyramid.plan(cog_url)  # here, so that bad input fails with its reason
         self.pinned = {
             "cog": cog_url,
@@ -195,9 +195,3 @@ class IngestedTarget(luigi.Target):
         if scene["ingest_status"] != IngestStatus.INGESTED:
             return False
         return self.lineage is None or scene["ingested_by"] == self.lineage
-
-
-def _gdal_env(url):
-    import rasterio
-
-    return rasterio.Env(**files.gdal_options(url))

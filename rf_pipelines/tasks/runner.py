@@ -129,6 +129,9 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     failures = list({f["task_id"]: f for f in runs.failures(run)}.values()) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
+    # A batch whose files' steps recorded their own failures is reported through them.
+    covered = {f.get("within") for f in failures}
+    failures = [f for f in failures if f["task_id"] not in covered]
     if failures and notify:
         for failure in failures:
             if not local_scheduler:

@@ -4,27 +4,48 @@ then register the scene; the upload is COMPLETE when every file is, FAILED other
 Graph for one upload::
 
     ProcessUpload
-      RegisterUploadScene (one per file)
-        WriteStacItem
-          MakeFootprints, MakeThumbnails, DescribeBands
-            ConvertToCog
-              ValidateUploadFile
+      UploadBatch x N                     up to 100 files each, processed in a process pool
+        RegisterUploadScene (per file)    run in the batch by ``process_file``, not scheduled
+          WriteStacItem
+            MakeFootprints, MakeThumbnails, DescribeBands
+              ConvertToCog
+                ValidateUploadFile
+
+Never one luigi task per file: luigid's scheduler slows down quadratically with the task
+count, and 7 tasks per file cost more than the work on a small file. The per-file steps stay
+tasks (their outputs, versions and markers are the file's own; each can be run alone with
+``rf-pipelines run``), and a batch runs those of its files that are not done.
 """
 
 import contextlib
+import functools
 import json
 import logging
+import time
+import traceback
+from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import PurePosixPath
 
 import luigi
+import numpy as np
 import rasterio
 import rasterio.errors
 
-from rf_pipelines import config, ids, operations
-from rf_pipelines.catalog import db, scenes, uploads
+from rf_pipelines import config, ids, operations, processes, runs
+from rf_pipelines.catalog import db, markers, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
-from rf_pipelines.errors import AlreadyRunning, InvalidInput, RfError
-from rf_pipelines.imagery import bands, cog, footprint, inspect, records, stac, thumbnail
+from rf_pipelines.errors import AlreadyRunning, InvalidInput, RfError, TransientError, is_transient
+from rf_pipelines.imagery import (
+    bands,
+    cog,
+    footprint,
+    inspect,
+    records,
+    sidecars,
+    stac,
+    thumbnail,
+)
 from rf_pipelines.targets import UploadStatusTarget, existing, files
 from rf_pipelines.tasks.base import RfTask
 from rf_pipelines.uploading import check_filename, upload_url
@@ -35,7 +56,7 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def open_raster(url, label):
     """Opens a local or ``s3://`` raster; a file GDAL cannot read is bad input, not a crash."""
-    with rasterio.Env(**files.gdal_options(url)):
+    with files.gdal_env(url):
         try:
             dataset = rasterio.open(url)
         except rasterio.errors.RasterioIOError as err:
@@ -84,6 +105,21 @@ class UploadFileTask(RfTask):
 
     def source_url(self):
         return upload_url(self.upload_id, self.filename)
+
+    def sidecar_urls(self):
+        """URLs of the sidecars copied beside the file (its mask, overviews, .aux.xml,
+        world file, .prj), as the upload recorded them."""
+        with db.connect(config.settings().database_url) as conn:
+            names = uploads.get_file(conn, self.upload_id, self.filename)["sidecars"]
+        return [upload_url(self.upload_id, check_filename(name)) for name in names]
+
+    def prj_crs(self, dataset, sidecar_urls):
+        """The CRS of the file's ``.prj`` sidecar when the raster has none of its own."""
+        prj = [u for u in sidecar_urls if u.lower().endswith(".prj")]
+        if dataset.crs is not None or not prj:
+            return None
+        text = files.read_bytes(prj[0]).decode("utf-8", errors="replace")
+        return sidecars.prj_crs(text, PurePosixPath(prj[0]).name)
 
     def cog_url(self):
         return ConvertToCog(upload_id=self.upload_id, filename=self.filename).output().path
@@ -149,9 +185,13 @@ class ValidateUploadFile(UploadFileTask):
         size = files.object_size(url)
         if size == 0:
             raise InvalidInput(f"{self.filename}: the file is empty (0 bytes)")
+        beside = self.sidecar_urls()
         with open_raster(url, self.filename) as dataset:
             report = inspect.inspect_raster(
-                dataset, self.filename, config.settings().max_upload_pixels
+                dataset,
+                self.filename,
+                config.settings().max_upload_pixels,
+                crs=self.prj_crs(dataset, beside),
             )
         write_json(self.output(), {**report, "size_bytes": size, "written_by": self.written_by})
 
@@ -168,13 +208,37 @@ class ConvertToCog(UploadFileTask):
         return self.file_target(f"{PurePosixPath(self.filename).stem}.tif")
 
     def work(self):
-        with files.staged(self.source_url()) as local, rasterio.open(local) as dataset:
-            with files.writing(self.output().path, suffix=".tif") as tmp:
-                self.report_progress(f"COG of {self.filename}: writing tiles and overviews", 10)
-                cog.write_cog(dataset, tmp)
-                self.report_progress(f"COG of {self.filename}: validating", 80)
-                cog.check_cog(tmp, self.filename)
-            self.report_progress(f"COG of {self.filename}: published", 100)
+        beside = self.sidecar_urls()
+        files.check_room(self.room_needed(beside), f"COG of {self.filename}")
+        with (
+            files.staged(self.source_url(), beside) as local,
+            rasterio.open(local) as dataset,
+            files.writing(self.output().path, suffix=".tif") as tmp,
+        ):
+            self.report_progress(f"COG of {self.filename}: writing tiles and overviews", 10)
+            crs = self.prj_crs(dataset, beside)
+            cog.write_cog(dataset, tmp, threads=processes.gdal_threads(), crs=crs)
+            self.report_progress(f"COG of {self.filename}: validating", 80)
+            cog.check_cog(tmp, self.filename)
+        self.report_progress(f"COG of {self.filename}: published", 100)
+
+
+    def room_needed(self, beside):
+        """{local folder: bytes} this conversion writes at most: the source and its
+        sidecars when they are downloaded from S3, and the COG (uncompressed, with its
+        overviews, and the temporary overviews GDAL's COG driver writes beside it) where it
+        is written before it is published."""
+        report = read_json(self.input())
+        itemsize = max(np.dtype(t).itemsize for t in report["dtypes"])
+        raw = report["width"] * report["height"] * report["count"] * itemsize
+        needs = {}
+        if files.is_s3(self.source_url()):
+            staged = report["size_bytes"] + sum(files.object_size(u) for u in beside)
+            needs[files.scratch_dir()] = staged
+        out = self.output().path
+        folder = files.scratch_dir() if files.is_s3(out) else str(PurePosixPath(out).parent)
+        needs[folder] = needs.get(folder, 0) + raw * 5 // 3
+        return needs
 
 
 class _FromCog(UploadFileTask):
@@ -257,8 +321,14 @@ class WriteStacItem(UploadFileTask):
         write_json(self.output(), item)
 
     def _upload_time(self):
-        with db.connect(config.settings().database_url) as conn:
-            return uploads.get_upload(conn, self.upload_id)["created_at"]
+        return _upload_created_at(config.settings().database_url, self.upload_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _upload_created_at(database_url, upload_id):
+    """When the upload was created (it never changes): read once per process and upload."""
+    with db.connect(database_url) as conn:
+        return uploads.get_upload(conn, upload_id)["created_at"]
 
 
 class RegisterUploadScene(UploadFileTask):
@@ -314,58 +384,115 @@ class RegisterUploadScene(UploadFileTask):
             uploads.file_succeeded(conn, self.upload_id, self.filename, scene_id, outputs)
 
 
-class RejectUploadFile(RfTask):
-    """A file whose name no task may use as a path: records it FAILED with the reason and
-    fails, so the rest of the upload is processed and the upload ends FAILED naming it."""
+def process_file(upload_id, filename, batch=None):
+    """Runs the steps of one file that are not done yet, in order, in this process: what
+    luigi would run of ``RegisterUploadScene(upload_id, filename)``, without a task each.
+    Each step writes its own outputs as it would as a task; the file is marked started once,
+    and a failed step records the file's failure with its step and reason, in the catalog
+    and in the run's record of failures.
 
+    Args:
+        batch: ``(task_id, log URL)`` of the batch running the file, for the run's record.
+
+    Returns:
+        None when the file is registered, else ``(step family, outcome, one-line reason)``
+        with outcome ``"permanent"``, ``"transient"`` or ``"already_running"``.
+    """
+    final = RegisterUploadScene(upload_id=upload_id, filename=filename)
+    steps = _steps_to_run(final)
+    try:
+        final.retry(_mark_started, steps)
+    except Exception as err:  # noqa: BLE001 - recorded as the failure of the first step
+        return _failed(steps[0], err, batch)
+    # One GDAL environment for all the steps: each rasterio call then reuses its session.
+    with files.gdal_env(config.settings().data_root):
+        for step in steps:
+            try:
+                step.report_progress(f"{step.task_family}: {filename}")
+                step.retry(step.work)
+            except Exception as err:  # noqa: BLE001 - every failure is the file's, recorded
+                return _failed(step, err, batch)
+    return None
+
+
+def _steps_to_run(final):
+    """``final`` and the steps upstream of it whose outputs are missing, each after the
+    steps it reads; a step whose outputs exist is not run, nor are those upstream of it
+    (as luigi would schedule them). ``final`` is known not to be done."""
+    order, seen = [], set()
+
+    def visit(step, done=None):
+        if step.task_id in seen:
+            return
+        seen.add(step.task_id)
+        if done is None:
+            done = step.complete()
+        if done:
+            return
+        for required in luigi.task.flatten(step.requires()):
+            visit(required)
+        order.append(step)
+
+    visit(final, done=False)
+    return order
+
+
+def _mark_started(steps):
+    first = steps[0]
+    with db.transaction(config.settings().database_url) as conn:
+        may_clear = lambda failed: any(s.may_clear(failed) for s in steps)  # noqa: E731
+        if not uploads.file_started(conn, first.upload_id, first.filename, may_clear):
+            log.info("%s failed in another step; it stays FAILED", first.label)
+
+
+def _failed(step, err, batch):
+    step.on_failure(err)
+    if isinstance(err, AlreadyRunning):
+        return step.task_family, "already_running", str(err)
+    trace = "".join(traceback.format_exception(err))
+    log.error("%s failed in %s: %s", step.label, step.task_family, trace)
+    if batch:
+        runs.record_failure(step, err, "run", log=batch[1], within=batch[0])
+    kind = "transient" if is_transient(err) else "permanent"
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return step.task_family, kind, f"{type(err).__name__}: {reason}"
+
+
+# Files per batch, for uploads of up to BATCH_FILES * MAX_BATCHES files; a larger upload has
+# larger batches, so that luigid never holds more than MAX_BATCHES of them (its scheduler
+# slows down quadratically with the task count).
+BATCH_FILES = 100
+MAX_BATCHES = 100
+REJECTED = "RejectUploadFile"  # the step a file whose name no step may use fails in
+PROGRESS_EVERY_S = 1.0
+
+
+def batch_size(count):
+    """Files per batch of an upload of ``count`` files."""
+    return max(BATCH_FILES, -(-count // MAX_BATCHES))
+
+
+class FilesFailed(InvalidInput):
+    """Some files of a batch failed, each recorded with its step and reason."""
+
+
+class FilesUnfinished(TransientError):
+    """A batch stopped before its files were done (a service was away, a process died);
+    the next run does what is left."""
+
+
+class UploadBatch(RfTask):
+    """Processes a batch of an upload's files (by name): per file, the steps not done yet,
+    from ValidateUploadFile to RegisterUploadScene, in a pool of processes (both cores). Each
+    file keeps its own outputs, marker and status, so one bad file fails alone and a rerun
+    redoes only what is missing. Done when every file of the batch has its marker."""
+
+    workflow = "processed"
     upload_id = luigi.Parameter(description="The upload's id (UUID).")
-    filename = luigi.Parameter(description="The file's name as the upload recorded it.")
-
-    def complete(self):
-        return False  # checking the name again is the work; it never succeeds
+    batch = luigi.IntParameter(description="Index of the batch among the upload's files.")
 
     def object_id(self):
-        return str(uploads.parse_upload_id(self.upload_id))
-
-    def claim(self):
-        return operations.Claim("upload", self.upload_id)
-
-    def run(self):
-        try:
-            check_filename(self.filename)
-        except InvalidInput as err:
-            reason = f"{self.task_family}: {type(err).__name__}: {err}"
-        else:
-            reason = f"{self.task_family}: the name changed since the upload was listed"
-        with db.transaction(config.settings().database_url) as conn:
-            uploads.file_started(conn, self.upload_id, self.filename)
-            uploads.file_failed(conn, self.upload_id, self.filename, reason, self.task_family)
-        raise InvalidInput(f"{self.filename!r} (upload {self.upload_id}): {reason}")
-
-
-class ProcessUpload(RfTask):
-    """Processes every file of an upload; complete when the upload is COMPLETE, processed by
-    the steps' current versions (``lineage``), so bumping a step reprocesses the upload."""
-
-    upload_id = luigi.Parameter(description="The upload's id (UUID).")
-
-    def requires(self):
-        """One chain per file; reads the catalog, writes nothing.
-
-        Raises:
-            NotFound, IllegalTransition: no such upload, or one not ready to process.
-        """
-        with db.connect(config.settings().database_url) as conn:
-            uploads.check_processable(uploads.get_upload(conn, self.upload_id))
-            names = [f["filename"] for f in uploads.list_files(conn, self.upload_id)]
-        return [self._chain(name) for name in names]
-
-    def _chain(self, name):
-        try:
-            check_filename(name)
-        except InvalidInput:
-            return RejectUploadFile(upload_id=self.upload_id, filename=name)
-        return RegisterUploadScene(upload_id=self.upload_id, filename=name)
+        return f"{uploads.parse_upload_id(self.upload_id)}/batch-{self.batch}"
 
     def claim(self):
         return operations.Claim("upload", self.upload_id)
@@ -373,6 +500,158 @@ class ProcessUpload(RfTask):
     def upstream(self):
         # The steps of any one file: the lineage does not depend on the upload's files.
         return [RegisterUploadScene(upload_id=self.upload_id, filename="lineage")]
+
+    def filenames(self):
+        """This batch's files: the upload's files by name, sliced by ``batch_size``."""
+        with db.connect(config.settings().database_url) as conn:
+            names = [f["filename"] for f in uploads.list_files(conn, self.upload_id)]
+        size = batch_size(len(names))
+        return names[self.batch * size : (self.batch + 1) * size], len(names)
+
+    def complete(self):
+        names, _ = self.filenames()
+        return not self._pending(names)
+
+    def _pending(self, names):
+        """The names whose RegisterUploadScene marker is missing (one query); a name no step
+        may use is always pending."""
+        marker_ids = {}
+        for name in names:
+            with contextlib.suppress(InvalidInput):
+                marker_ids[name] = register_marker_id(self.upload_id, check_filename(name))
+        with db.connect(config.settings().database_url) as conn:
+            done = markers.existing(conn, marker_ids.values())
+        return [name for name in names if marker_ids.get(name) not in done]
+
+    def run(self):
+        names, total = self.filenames()
+        batches = -(-total // batch_size(total))
+        self.where = f"upload {self.upload_id} batch {self.batch + 1}/{batches}"
+        self._batch = (self.task_id, runs.log_url(self))
+        pending = self.retry(self._pending, names)
+        failures = self.retry(self._reject_bad_names, pending)
+        pending = [n for n in pending if n not in failures]
+        self.counts = {"done": len(names) - len(pending) - len(failures), "of": len(names)}
+        self._report(failures, force=True)
+        unfinished = None
+        outcomes = self._outcomes(pending)
+        for name, outcome in outcomes:
+            if outcome is None:
+                self.counts["done"] += 1
+            elif outcome[1] == "permanent":
+                failures[name] = f"{outcome[0]}: {outcome[2]}"
+            else:
+                # A service stayed away, a process died, or the scene is being ingested:
+                # the files not started yet are left for the next run.
+                unfinished = (name, f"{outcome[0]}: {outcome[2]}".lstrip(": "))
+                break
+            self._report(failures)
+        outcomes.close()
+        self._report(failures, force=True)
+        self._raise(failures, unfinished)
+
+    def _outcomes(self, names):
+        """Yields ``(name, process_file's outcome)`` as files finish, from a pool of
+        processes (one file alone runs here, with all of GDAL's threads). Closing the
+        generator cancels the files not started; those started finish first."""
+        if len(names) == 1:
+            yield names[0], process_file(self.upload_id, names[0], self._batch)
+            return
+        workers = min(config.settings().upload_processes, len(names))
+        with processes.pool(workers) as pool:
+            futures = {
+                pool.submit(processes.call, process_file, self.upload_id, name, self._batch): name
+                for name in names
+            }
+            try:
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool as err:
+                        outcome = ("", "died", f"a process working on it died ({err})")
+                    yield futures[future], outcome
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def _reject_bad_names(self, names):
+        """Records FAILED each name no step may use as a path; returns {name: reason}."""
+        rejected = {}
+        for name in names:
+            try:
+                check_filename(name)
+            except InvalidInput as err:
+                rejected[name] = f"{REJECTED}: {type(err).__name__}: {err}"
+        if rejected:
+            with db.transaction(config.settings().database_url) as conn:
+                for name, reason in rejected.items():
+                    uploads.file_started(conn, self.upload_id, name)
+                    uploads.file_failed(conn, self.upload_id, name, reason, REJECTED)
+        return rejected
+
+    def _report(self, failures, force=False):
+        """Shows the batch's progress on luigid's page, at most once a second."""
+        now = time.monotonic()
+        if not force and now - getattr(self, "_reported", 0) < PROGRESS_EVERY_S:
+            return
+        self._reported = now
+        done, of = self.counts["done"], self.counts["of"]
+        failed = f", {len(failures)} failed" if failures else ""
+        self.report_progress(
+            f"{self.where}: {done} of {of} files done{failed}",
+            100 * (done + len(failures)) / of if of else 100,
+        )
+
+    def _raise(self, failures, unfinished):
+        if unfinished:
+            name, reason = unfinished
+            kind = AlreadyRunning if "AlreadyRunning" in reason else FilesUnfinished
+            raise kind(
+                f"{self.where}: stopped with files left to do, at {name}: {reason}; "
+                "run the same command again"
+            )
+        if failures:
+            name, reason = next(iter(failures.items()))
+            raise FilesFailed(
+                f"{self.where}: {len(failures)} of {self.counts['of']} files failed, "
+                f"e.g. {name}: {reason} (upload show lists each)"
+            )
+
+
+def register_marker_id(upload_id, filename):
+    """The marker id of ``RegisterUploadScene(upload_id, filename)``, without making the task
+    (luigi keeps every task it makes for the life of the process)."""
+    template = RegisterUploadScene(upload_id=upload_id, filename="lineage")
+    task_id = luigi.task.task_id_str(
+        RegisterUploadScene.get_task_family(), {"filename": filename, "upload_id": upload_id}
+    )
+    return template.marker_target().marker_id.replace(template.task_id, task_id, 1)
+
+
+class ProcessUpload(RfTask):
+    """Processes every file of an upload in batches; complete when the upload is COMPLETE,
+    processed by the steps' current versions (``lineage``), so bumping a step reprocesses
+    the upload."""
+
+    upload_id = luigi.Parameter(description="The upload's id (UUID).")
+
+    def requires(self):
+        """The upload's batches; reads the catalog, writes nothing.
+
+        Raises:
+            NotFound, IllegalTransition: no such upload, or one not ready to process.
+        """
+        with db.connect(config.settings().database_url) as conn:
+            uploads.check_processable(uploads.get_upload(conn, self.upload_id))
+            count = len(uploads.list_files(conn, self.upload_id))
+        batches = -(-count // batch_size(count))
+        return [UploadBatch(upload_id=self.upload_id, batch=i) for i in range(batches)]
+
+    def claim(self):
+        return operations.Claim("upload", self.upload_id)
+
+    def upstream(self):
+        return [UploadBatch(upload_id=self.upload_id, batch=0)]
 
     def output(self):
         return UploadStatusTarget(self.upload_id, UploadStatus.COMPLETE, self.lineage)

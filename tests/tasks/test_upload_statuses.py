@@ -1,14 +1,19 @@
 """A file that failed in a run stays FAILED with its step and reason, whatever its sibling
 steps do afterwards in the same run; a new run clears it."""
 
-import inspect
-
 import pytest
 
 from rf_pipelines import uploading
 from rf_pipelines.catalog import db, uploads
 from rf_pipelines.errors import BuildFailed, InvalidInput
-from rf_pipelines.tasks import DescribeBands, MakeFootprints, MakeThumbnails, ProcessUpload
+from rf_pipelines.tasks import (
+    DescribeBands,
+    MakeFootprints,
+    MakeThumbnails,
+    ProcessUpload,
+    RegisterUploadScene,
+    WriteStacItem,
+)
 from rf_pipelines.tasks.runner import build
 from tests import rasters
 
@@ -20,27 +25,27 @@ def _summary(database_url, upload_id):
         return uploads.upload_summary(conn, upload_id)
 
 
-def test_a_step_that_fails_keeps_its_file_failed_while_sibling_steps_run(
+def test_a_step_that_fails_stops_its_file_and_keeps_it_failed_until_a_new_run(
     tmp_path, database_url, monkeypatch
 ):
     monkeypatch.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("RF_DATABASE_URL", database_url)
     upload_id = str(uploading.create_upload([str(rasters.GEOTIFF / "byte.tif")], "statuses"))
-    # The first of the three sibling steps to run fails (luigi's order among them varies);
-    # the other two run after it in the same run.
+    # The first of the three sibling steps to run fails; the file's other steps do not run
+    # after it in this run (its batch stops that file at its first failure).
     failing = []
     for cls in SIBLINGS:
         monkeypatch.setattr(cls, "work", _first_one_fails(cls.work, failing))
-    started = []
-    monkeypatch.setattr(uploads, "file_started", _recording(uploads.file_started, started))
+    ran = tmp_path / "ran.txt"
+    for cls in (*SIBLINGS, WriteStacItem, RegisterUploadScene):
+        monkeypatch.setattr(cls, "work", _recording(cls.work, ran))
 
     with pytest.raises(BuildFailed) as failed:
         build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
 
     assert failed.value.exit_code == 3
     [step] = failing
-    after = started[started.index(step) + 1 :]
-    assert sorted(after) == sorted(c.__name__ for c in SIBLINGS if c.__name__ != step), started
+    assert ran.read_text().split()[-1] == step  # nothing of the file ran after it
     summary = _summary(database_url, upload_id)
     [entry] = summary["files"]
     assert entry["status"] == "FAILURE", summary
@@ -50,10 +55,16 @@ def test_a_step_that_fails_keeps_its_file_failed_while_sibling_steps_run(
 
     # A new run clears it: the step runs again, and now succeeds.
     for cls in SIBLINGS:
-        monkeypatch.setattr(cls, "work", cls.work.__wrapped__)
+        monkeypatch.setattr(cls, "work", _unwrapped(cls.work))
     build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
     summary = _summary(database_url, upload_id)
     assert summary["status"] == "COMPLETE" and summary["files"][0]["error"] is None
+
+
+def _unwrapped(work):
+    while hasattr(work, "__wrapped__"):
+        work = work.__wrapped__
+    return work
 
 
 def _first_one_fails(work, failing):
@@ -68,12 +79,15 @@ def _first_one_fails(work, failing):
     return failing_work
 
 
-def _recording(file_started, started):
-    def record(conn, upload_id, filename, *args, **kwargs):
-        tasks = [f.frame.f_locals.get("self") for f in inspect.stack()[1:6]]
-        started.append(next(type(t).__name__ for t in tasks if hasattr(t, "task_family")))
-        return file_started(conn, upload_id, filename, *args, **kwargs)
+def _recording(work, ran):
+    """Appends the step's family to ``ran`` as it starts (in whichever process runs it)."""
 
+    def record(self):
+        with open(ran, "a") as out:
+            out.write(self.task_family + "\n")
+        return work(self)
+
+    record.__wrapped__ = work
     return record
 
 

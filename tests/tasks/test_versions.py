@@ -16,7 +16,15 @@ from rf_pipelines.tasks import IngestScene, ProcessUpload
 from rf_pipelines.tasks.imports import ImportBatch, ImportDay
 from rf_pipelines.tasks.ingest import RenderTiles
 from rf_pipelines.tasks.runner import build
-from rf_pipelines.tasks.uploads import ConvertToCog, MakeFootprints
+from rf_pipelines.tasks.uploads import (
+    ConvertToCog,
+    DescribeBands,
+    MakeFootprints,
+    MakeThumbnails,
+    RegisterUploadScene,
+    ValidateUploadFile,
+    WriteStacItem,
+)
 from tests import mirror, rasters
 from tests.tasks.test_imports import DAY
 
@@ -28,8 +36,19 @@ UPLOAD_STEPS = {
     "DescribeBands",
     "WriteStacItem",
     "RegisterUploadScene",
+    "UploadBatch",
     "ProcessUpload",
 }
+STEP_CLASSES = (
+    ValidateUploadFile,
+    ConvertToCog,
+    MakeFootprints,
+    MakeThumbnails,
+    DescribeBands,
+    WriteStacItem,
+    RegisterUploadScene,
+)
+_RECORD = []  # the file the steps of an upload's files write their family to as they run
 
 
 @pytest.fixture()
@@ -40,10 +59,36 @@ def local_root(tmp_path, database_url, settings_env):
     return database_url
 
 
+@pytest.fixture(autouse=True)
+def _steps_recorded(tmp_path, monkeypatch):
+    """Each step of an upload's file writes its family to a file as it runs (in whichever
+    process of its batch's pool)."""
+    record = tmp_path / "steps.txt"
+    for cls in STEP_CLASSES:
+        monkeypatch.setattr(cls, "work", _recorded(cls.work, record))
+    _RECORD[:] = [record]
+    yield
+    _RECORD.clear()
+
+
+def _recorded(work, record):
+    def run_and_record(self):
+        with open(record, "a") as out:
+            out.write(self.task_family + "\n")
+        return work(self)
+
+    return run_and_record
+
+
 def _ran(tasks):
-    """The families of the tasks that ran (not those found complete) in one build."""
+    """The families of the tasks that ran (not those found complete) in one build, and of
+    the steps of an upload's files its batches ran."""
     result = build(tasks, local_scheduler=True)
-    return {task.task_family for task in _summary_dict(result.worker)["completed"]}
+    ran = {task.task_family for task in _summary_dict(result.worker)["completed"]}
+    if _RECORD and _RECORD[0].exists():
+        ran |= set(_RECORD[0].read_text().split())
+        _RECORD[0].unlink()
+    return ran
 
 
 def _upload(database_url):
@@ -67,7 +112,13 @@ def test_a_bumped_step_redoes_a_complete_upload_from_that_step_on(
     monkeypatch.setattr(MakeFootprints, "version", 2)
     ran = _ran([ProcessUpload(upload_id=upload_id)])
 
-    assert ran == {"MakeFootprints", "WriteStacItem", "RegisterUploadScene", "ProcessUpload"}
+    assert ran == {
+        "MakeFootprints",
+        "WriteStacItem",
+        "RegisterUploadScene",
+        "UploadBatch",
+        "ProcessUpload",
+    }
     after = _summary(database_url, upload_id)
     assert after["status"] == "COMPLETE" and "MakeFootprints@v2" in after["processed_by"]
     assert "MakeFootprints@v1" in before["processed_by"]
@@ -196,7 +247,7 @@ def test_requires_writes_nothing_and_a_bad_upload_is_bad_input(local_root):
         uploads.add_file(conn, upload_id, "../../escaped.tif", "forged", 1)
     before = _summary(database_url, upload_id)
     required = ProcessUpload(upload_id=upload_id).requires()
-    assert {t.task_family for t in required} == {"RegisterUploadScene", "RejectUploadFile"}
+    assert [(t.task_family, t.batch) for t in required] == [("UploadBatch", 0)]
     assert _summary(database_url, upload_id) == before
 
     with db.transaction(database_url) as conn:
