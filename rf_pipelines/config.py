@@ -241,7 +241,7 @@ def load_settings():
     keep, source = _pick(["RF_RUNS_KEEP_DAYS"], cfg.runs_keep_days, "runs_keep_days")
     keep = parse_positive_int(keep, source) if keep else Settings.runs_keep_days
     value, source = _pick(["RF_UPLOAD_PROCESSES"], cfg.upload_processes, "upload_processes")
-    processes = parse_positive_int(value, source) if value else len(os.sched_getaffinity(0))
+    processes = parse_positive_int(value, source) if value else usable_cores()
     value, source = _pick(["RF_SCRATCH_DIR"], cfg.scratch_dir, "scratch_dir")
     scratch = parse_scratch_dir(value, source) if value else tempfile.gettempdir()
     return Settings(
@@ -367,6 +367,20 @@ def parse_positive_int(value, source):
     if number <= 0:
         raise ConfigError(f"{source}: {value!r} is not a positive integer")
     return number
+
+
+def usable_cores(cpu_max="/sys/fs/cgroup/cpu.max"):
+    """The cores this process may use: those it may run on, fewer when its cgroup's CPU
+    quota (a container's limit) allows fewer."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open(cpu_max) as src:
+            quota, period = src.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def parse_scratch_dir(value, source="RF_SCRATCH_DIR"):

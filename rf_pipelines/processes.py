@@ -30,7 +30,10 @@ _thread = None  # the child's own work thread
 def pool(processes):
     """A process pool of ``processes`` forked children; use it as a context manager."""
     return ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("fork"), initializer=_child_started
+        processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_child_started,
+        initargs=(os.getpid(),),
     )
 
 
@@ -45,7 +48,7 @@ def gdal_threads():
     return "1" if _thread is not None else "ALL_CPUS"
 
 
-def _child_started():
+def _child_started(parent):
     global _thread
     os.environ["GDAL_NUM_THREADS"] = "1"
     try:
@@ -53,6 +56,8 @@ def _child_started():
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not Linux: the parent's own exit still ends the pool
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the signal was asked for
     _thread = ThreadPoolExecutor(1, thread_name_prefix="rf-child")
     from rf_pipelines.catalog import db
 

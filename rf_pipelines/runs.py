@@ -161,6 +161,8 @@ def record_failure(task, error, phase, log=None, within=None):
         "phase": phase,
         "log": log or os.environ.get(COMMAND_LOG_ENV) or "-",
         "within": within,
+        # Raised for failures its steps recorded one by one (uploads' FilesFailed).
+        "per_file": bool(getattr(error, "per_file", False)),
     }
     with open(Path(run) / "failures.jsonl", "a") as out:
         out.write(json.dumps(line) + "\n")

@@ -11,7 +11,7 @@ from rf_pipelines.catalog import datasources, db, markers, projects, scenes, upl
 from rf_pipelines.catalog.statuses import UploadStatus
 from rf_pipelines.errors import AlreadyRunning, InvalidInput
 from rf_pipelines.imagery import sidecars
-from rf_pipelines.targets import files
+from rf_pipelines.targets import existing, files
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 DEFAULT_DATASOURCE = "User uploads"
@@ -82,9 +82,11 @@ def collect_sources(sources):
     """
     found, orphans = [], []
     for source in sources:
-        if files.is_s3(source) or os.path.isdir(source):
+        if _is_s3_object(source):
+            rasters, lost = {source: _sidecars_beside(source)}, []
+        elif files.is_s3(source) or os.path.isdir(source):
             listed = files.list_files(source, TIFF_SUFFIXES + sidecars.SUFFIXES)
-            rasters, lost = sidecars.match(listed, lambda u: u.lower().endswith(TIFF_SUFFIXES))
+            rasters, lost = sidecars.match(listed, _is_tiff)
             if not rasters:
                 raise InvalidInput(f"{source}: no .tif or .tiff files under this prefix")
         elif os.path.isfile(source):
@@ -94,13 +96,8 @@ def collect_sources(sources):
             raise InvalidInput(f"{source}: no such file, folder or s3:// prefix")
         orphans.extend(lost)
         for url, extra in rasters.items():
-            found.append(
-                SourceFile(
-                    url,
-                    check_filename(posixpath.basename(url)),
-                    [(u, check_filename(posixpath.basename(u))) for u in extra],
-                )
-            )
+            name = check_filename(posixpath.basename(url))
+            found.append(SourceFile(url, name, _sidecar_copies(name, extra)))
     seen = {}
     for url, name in (copy for f in found for copy in f.copies()):
         if seen.get(name, url) != url:
@@ -116,11 +113,35 @@ def collect_sources(sources):
     return found, notes
 
 
-def _sidecars_beside(path):
-    """The sidecars of a local file named on its own: those in its folder."""
-    folder = os.path.dirname(path)
-    wanted = set(sidecars.candidates(os.path.basename(path)))
+def _is_tiff(url):
+    return url.lower().endswith(TIFF_SUFFIXES)
+
+
+def _is_s3_object(source):
+    """An ``s3://`` URL naming one TIFF (not a prefix): its sidecars are beside it."""
+    return files.is_s3(source) and _is_tiff(source) and bool(existing([source]))
+
+
+def _sidecars_beside(url):
+    """The sidecars of a file named on its own, local or ``s3://``: those in its folder."""
+    folder, name = posixpath.split(url)
+    wanted = set(sidecars.candidates(name))
+    if files.is_s3(url):
+        listed = files.list_files(folder + "/", sidecars.SUFFIXES)
+        return sorted(u for u in listed if posixpath.dirname(u) == folder and _in(u, wanted))
     return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower() in wanted)
+
+
+def _in(url, wanted):
+    return posixpath.basename(url).lower() in wanted
+
+
+def _sidecar_copies(raster_name, urls):
+    """(URL, name in the upload) of each sidecar: the name GDAL looks for beside the
+    raster's (``sidecars.name_for``), checked as a raster's name is."""
+    return [
+        (u, check_filename(sidecars.name_for(raster_name, posixpath.basename(u)))) for u in urls
+    ]
 
 
 def create_upload(sources, owner, datasource=DEFAULT_DATASOURCE, project=None, upload_id=None):
@@ -199,8 +220,8 @@ def replace_file(upload_id, source):
     name = check_filename(posixpath.basename(source))
     if not os.path.isfile(source) and not files.is_s3(source):
         raise InvalidInput(f"{source}: no such file")
-    beside = _sidecars_beside(source) if os.path.isfile(source) else []
-    sidecar_names = [check_filename(posixpath.basename(u)) for u in beside]
+    copies = _sidecar_copies(name, _sidecars_beside(source))
+    sidecar_names = [n for _, n in copies]
     url = config.settings().database_url
     upload_id = uploads.parse_upload_id(upload_id)
     scene_id = ids.scene_id_for_upload(upload_id, name)
@@ -218,16 +239,18 @@ def replace_file(upload_id, source):
         known = {f["filename"]: f for f in uploads.list_files(conn, upload_id)}
         if name not in known:
             raise InvalidInput(f"upload {upload_id} has no file named {name!r}")
-        old_sidecars = known[name]["sidecars"]
+        # A world file or .prj may serve two rasters of one stem: the other keeps it.
+        kept = {s for other, f in known.items() if other != name for s in f["sidecars"]}
+        stale = set(known[name]["sidecars"]) - set(sidecar_names) - kept
         uploads.set_upload_status(conn, upload_id, UploadStatus.UPLOADING, f"replacing {name}")
         markers.delete_matching(conn, {"upload_id": str(upload_id), "filename": name})
         scenes.forget_ingest(conn, scene_id)
     size = files.copy_into(source, upload_url(upload_id, name))
-    for url, sidecar in zip(beside, sidecar_names, strict=True):
-        files.copy_into(url, upload_url(upload_id, sidecar))
-    for stale in set(old_sidecars) - set(sidecar_names):
+    for sidecar_url, sidecar in copies:
+        files.copy_into(sidecar_url, upload_url(upload_id, sidecar))
+    for old in stale:
         # The old file's mask or world file must not apply to the new one.
-        files.remove(upload_url(upload_id, check_filename(stale)))
+        files.remove(upload_url(upload_id, check_filename(old)))
     files.remove_tree(processed_url(upload_id, name))
     files.remove_tree(files.join(config.settings().data_root, "ingest", str(scene_id)))
     with db.transaction(url) as conn:

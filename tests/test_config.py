@@ -53,6 +53,10 @@ def test_relative_data_root_becomes_absolute(settings_env):
         ("RF_DATA_ROOT", "s3://Bad_Bucket/x", "RF_DATA_ROOT: 'Bad_Bucket'"),
         ("RF_DATABASE_URL", "mysql://db/x", "RF_DATABASE_URL: 'mysql://db/x' is not a PostgreSQL"),
         ("AWS_ENDPOINT_URL_S3", "localhost:9000", "AWS_ENDPOINT_URL_S3: 'localhost:9000'"),
+        ("RF_UPLOAD_PROCESSES", "0", "RF_UPLOAD_PROCESSES: '0' is not a positive integer"),
+        ("RF_UPLOAD_PROCESSES", "two", "RF_UPLOAD_PROCESSES: 'two' is not a positive integer"),
+        ("RF_SCRATCH_DIR", "s3://bucket/tmp", "RF_SCRATCH_DIR: 's3://bucket/tmp' must be a local"),
+        ("RF_SCRATCH_DIR", "/etc/hostname", "RF_SCRATCH_DIR: '/etc/hostname' is not a folder"),
     ],
 )
 def test_bad_value_names_the_setting(settings_env, name, value, message):
@@ -60,6 +64,35 @@ def test_bad_value_names_the_setting(settings_env, name, value, message):
     with pytest.raises(ConfigError) as err:
         config.load_settings()
     assert str(err.value).startswith(message)
+
+
+def test_scratch_and_processes_default_to_the_temporary_folder_and_the_cores(settings_env):
+    import tempfile
+
+    settings_env.delenv("RF_SCRATCH_DIR", raising=False)
+    settings_env.delenv("RF_UPLOAD_PROCESSES", raising=False)
+    settings = config.load_settings()
+    assert settings.scratch_dir == tempfile.gettempdir()
+    assert settings.upload_processes == config.usable_cores()
+    settings_env.setenv("RF_SCRATCH_DIR", "scratch")
+    settings_env.setenv("RF_UPLOAD_PROCESSES", "3")
+    settings = config.load_settings()
+    assert settings.scratch_dir == str(Path("scratch").absolute())
+    assert settings.upload_processes == 3
+
+
+def test_usable_cores_follow_a_containers_cpu_quota(tmp_path):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert config.usable_cores(str(quota)) == cores
+    quota.write_text("50000 100000\n")  # half a core: one process
+    assert config.usable_cores(str(quota)) == 1
+    quota.write_text(f"{cores * 400000} 100000\n")  # more than the machine has
+    assert config.usable_cores(str(quota)) == cores
+    assert config.usable_cores(str(tmp_path / "none")) == cores
 
 
 def test_password_in_luigi_cfg_is_refused():

@@ -1,6 +1,7 @@
 """Connections to the catalog database: short-lived, closed, errors translated."""
 
 import contextlib
+import os
 
 import psycopg2
 import psycopg2.errors
@@ -13,15 +14,16 @@ CONNECT_TIMEOUT_S = 5
 
 
 _kept = {}  # url -> connection, in a process that keeps its connections (keep_connections)
-_keeping = []
+_keeping = []  # the pid of the process that asked to keep its connections
 
 
 def keep_connections():
     """From now on this process keeps one connection per database between uses instead of
     opening one each time: for a pool's child working through many small files, where
     connecting costs more than the queries. Call it only in a process of its own (a forked
-    child): the connections are never shared."""
-    _keeping.append(True)
+    child); a process forked from it again keeps nothing (a kept connection is never
+    shared between processes)."""
+    _keeping[:] = [os.getpid()]
 
 
 def close_kept():
@@ -39,7 +41,8 @@ def connect(url):
     Raises:
         ServiceUnavailable: the server cannot be reached (transient: retry later).
     """
-    conn = _kept.pop(url, None)
+    keeping = _keeping == [os.getpid()]
+    conn = _kept.pop(url, None) if keeping else None
     if conn is None or conn.closed:
         conn = _open(url)
     try:
@@ -47,11 +50,15 @@ def connect(url):
     except BaseException:
         conn.close()
         raise
-    if not _keeping or conn.closed:
+    if not keeping or conn.closed or conn.autocommit:
+        conn.close()  # a session changed (autocommit) is not lent to the next caller
+        return
+    try:
+        if conn.status != psycopg2.extensions.STATUS_READY:
+            conn.rollback()
+    except psycopg2.Error:
         conn.close()
         return
-    if conn.status != psycopg2.extensions.STATUS_READY:
-        conn.rollback()
     _kept[url] = conn
 
 

@@ -150,6 +150,27 @@ def list_files(conn, upload_id):
         return cur.fetchall()
 
 
+def count_files(conn, upload_id):
+    """How many files the upload has."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM upload_files WHERE upload_id = %s",
+            (str(parse_upload_id(upload_id)),),
+        )
+        return cur.fetchone()[0]
+
+
+def file_names(conn, upload_id, offset=0, limit=None):
+    """The names of the upload's files, by name, from ``offset``, at most ``limit``."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT filename FROM upload_files WHERE upload_id = %s ORDER BY filename "
+            "OFFSET %s LIMIT %s",
+            (str(parse_upload_id(upload_id)), offset, limit),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
 def _set_file(conn, upload_id, filename, status, **columns):
     assignments = "".join(f", {name} = %s" for name in columns)
     with conn.cursor() as cur:

@@ -20,16 +20,29 @@ from rasterio.errors import CRSError
 
 from rf_pipelines.errors import InvalidInput
 
-_OF_NAME = (".msk", ".ovr", ".aux.xml")  # appended to the raster's full name
+# Appended to the raster's full name (the mask's own overviews and PAM files included).
+_OF_NAME = (".msk", ".ovr", ".aux.xml", ".msk.ovr", ".msk.aux.xml", ".ovr.aux.xml")
 _OF_STEM = (".tfw", ".tifw", ".tiffw", ".wld", ".prj")  # replace the raster's suffix
 SUFFIXES = _OF_NAME + _OF_STEM
 
 
 def candidates(raster_name):
     """The lower-cased names a sidecar of ``raster_name`` may have."""
-    name = raster_name.lower()
-    stem = posixpath.splitext(name)[0]
-    return [name + s for s in _OF_NAME] + [stem + s for s in _OF_STEM]
+    return list(_names(raster_name))
+
+
+def _names(raster_name):
+    """{lower-cased sidecar name: the name GDAL looks for beside ``raster_name``}."""
+    stem = posixpath.splitext(raster_name)[0]
+    names = [raster_name + s for s in _OF_NAME] + [stem + s for s in _OF_STEM]
+    return {name.lower(): name for name in names}
+
+
+def name_for(raster_name, sidecar_name):
+    """The name to give a sidecar beside its raster: the raster's own name (or stem) with
+    the sidecar's suffix, as GDAL looks for it (``X.TIF.MSK`` of ``x.tif`` is found by GDAL
+    only as ``x.tif.msk``)."""
+    return _names(raster_name).get(sidecar_name.lower(), sidecar_name)
 
 
 def match(urls, is_raster):

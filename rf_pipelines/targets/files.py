@@ -1,10 +1,13 @@
 """Local and S3 file targets chosen by URL; writes are atomic on both."""
 
 import contextlib
+import fcntl
+import json
 import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from urllib.parse import urlsplit
 
 import luigi
@@ -166,8 +169,15 @@ def scratch_dir():
     return config.settings().scratch_dir
 
 
-def check_room(needs, what):
-    """Fails before a job starts when a folder lacks the room the job will use.
+@contextlib.contextmanager
+def room(needs, what):
+    """Reserves room for a job in local folders before it starts, and frees it at the end.
+
+    Conversions that run at once (a pool's processes, other workers on the machine) each
+    reserve what they will write, in a ledger beside the files (``.rf-room``, under a lock):
+    a job starts only when the free space, less what others have reserved, holds it; a
+    reservation of a process that died is dropped. Conservative: space another job has
+    already written is counted twice until it ends.
 
     Args:
         needs: {local folder: bytes the job will write there}.
@@ -176,17 +186,62 @@ def check_room(needs, what):
     Raises:
         NoRoom: names the folder, what it has, what the job needs, and the setting.
     """
-    for folder, wanted in needs.items():
-        if not wanted:
-            continue
-        os.makedirs(folder, exist_ok=True)
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    reserved = []
+    try:
+        for folder, wanted in needs.items():
+            if wanted:
+                _reserve(folder, wanted, token, what)
+                reserved.append(folder)
+        yield
+    finally:
+        for folder in reserved:
+            with _ledger(folder) as ledger:
+                ledger.pop(token, None)
+
+
+def _reserve(folder, wanted, token, what):
+    with _ledger(folder) as ledger:
+        others = sum(ledger.values())
         free = shutil.disk_usage(folder).free
-        if free < wanted:
+        if free - others < wanted:
             setting = " (RF_SCRATCH_DIR)" if folder == scratch_dir() else ""
+            held = f", {_size(others)} of it reserved by jobs running now," if others else ""
             raise NoRoom(
-                f"{what}: {folder}{setting} has {_size(free)} free and this needs about "
+                f"{what}: {folder}{setting} has {_size(free)} free{held} and this needs about "
                 f"{_size(wanted)}; free some room or point RF_SCRATCH_DIR at a larger disk"
             )
+        ledger[token] = wanted
+
+
+@contextlib.contextmanager
+def _ledger(folder):
+    """Yields the folder's reservations {token: bytes}, under an exclusive lock, and writes
+    them back; those of processes no longer alive are dropped."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".rf-room")
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as src:
+                ledger = json.load(src)
+        except (FileNotFoundError, ValueError):
+            ledger = {}
+        ledger = {t: n for t, n in ledger.items() if _alive(int(t.split("-")[0]))}
+        yield ledger
+        with open(path + ".tmp", "w") as out:
+            json.dump(ledger, out)
+        os.replace(path + ".tmp", path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _size(count):
@@ -296,12 +351,25 @@ def remove_tree(prefix_url):
 
 def gdal_options(url):
     """GDAL settings to read ``url`` in place: for ``s3://`` on an S3-compatible endpoint,
-    path-style addressing against that endpoint; nothing for local files."""
-    endpoint = config.settings().s3_endpoint_url
-    if not is_s3(url) or not endpoint:
+    path-style addressing against that endpoint; nothing for local files.
+
+    GDAL caches what it read of an ``s3://`` object (its size, its blocks) for the life of
+    the process; under an ``s3://`` data root, whose outputs are written anew when a step is
+    redone or a file replaced, it caches nothing: a process that read the old COG would read
+    the new one's bytes at the old one's offsets."""
+    if not is_s3(url):
         return {}
+    options = {}
+    root = config.settings().data_root
+    if is_s3(root):
+        bucket, prefix = split_s3(root)
+        options["CPL_VSIL_CURL_NON_CACHED"] = f"/vsis3/{bucket}/{prefix}".rstrip("/")
+    endpoint = config.settings().s3_endpoint_url
+    if not endpoint:
+        return options
     parts = urlsplit(endpoint)
     return {
+        **options,
         "AWS_S3_ENDPOINT": parts.netloc,
         "AWS_HTTPS": "YES" if parts.scheme == "https" else "NO",
         "AWS_VIRTUAL_HOSTING": "FALSE",

@@ -129,13 +129,14 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     failures = list({f["task_id"]: f for f in runs.failures(run)}.values()) if code else []
     if code in (TASK_FAILED, SCHEDULING_FAILED):
         failures += _failed_outside_run(result, {f["task_id"] for f in failures})
-    # A batch whose files' steps recorded their own failures is reported through them.
+    # A batch that failed only because of its files' failures, which their steps recorded,
+    # is reported through them; any other reason of the batch is reported too.
     covered = {f.get("within") for f in failures}
-    failures = [f for f in failures if f["task_id"] not in covered]
+    failures = [f for f in failures if not (f.get("per_file") and f["task_id"] in covered)]
     if failures and notify:
         for failure in failures:
             if not local_scheduler:
-                failure["visualiser"] = visualiser_url(failure["task_id"])
+                failure["visualiser"] = visualiser_url(failure.get("within") or failure["task_id"])
         notifications.send(*notifications.failure_report(run.name, failures, result.summary_text))
     if code:
         raise BuildFailed(

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import traceback
+import types
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import PurePosixPath
@@ -35,7 +36,14 @@ import rasterio.errors
 from rf_pipelines import config, ids, operations, processes, runs
 from rf_pipelines.catalog import db, markers, scenes, uploads
 from rf_pipelines.catalog.statuses import UploadStatus
-from rf_pipelines.errors import AlreadyRunning, InvalidInput, RfError, TransientError, is_transient
+from rf_pipelines.errors import (
+    AlreadyRunning,
+    InvalidInput,
+    PermanentError,
+    RfError,
+    TransientError,
+    is_transient,
+)
 from rf_pipelines.imagery import (
     bands,
     cog,
@@ -116,8 +124,8 @@ class UploadFileTask(RfTask):
     def prj_crs(self, dataset, sidecar_urls):
         """The CRS of the file's ``.prj`` sidecar when the raster has none of its own."""
         prj = [u for u in sidecar_urls if u.lower().endswith(".prj")]
-        if dataset.crs is not None or not prj:
-            return None
+        if dataset.crs is not None or dataset.gcps[0] or not prj:
+            return None  # its own CRS, or GCPs with theirs, stand
         text = files.read_bytes(prj[0]).decode("utf-8", errors="replace")
         return sidecars.prj_crs(text, PurePosixPath(prj[0]).name)
 
@@ -209,8 +217,8 @@ class ConvertToCog(UploadFileTask):
 
     def work(self):
         beside = self.sidecar_urls()
-        files.check_room(self.room_needed(beside), f"COG of {self.filename}")
         with (
+            files.room(self.room_needed(beside), f"COG of {self.filename}"),
             files.staged(self.source_url(), beside) as local,
             rasterio.open(local) as dataset,
             files.writing(self.output().path, suffix=".tif") as tmp,
@@ -222,7 +230,6 @@ class ConvertToCog(UploadFileTask):
             cog.check_cog(tmp, self.filename)
         self.report_progress(f"COG of {self.filename}: published", 100)
 
-
     def room_needed(self, beside):
         """{local folder: bytes} this conversion writes at most: the source and its
         sidecars when they are downloaded from S3, and the COG (uncompressed, with its
@@ -230,13 +237,20 @@ class ConvertToCog(UploadFileTask):
         is written before it is published."""
         report = read_json(self.input())
         itemsize = max(np.dtype(t).itemsize for t in report["dtypes"])
-        raw = report["width"] * report["height"] * report["count"] * itemsize
+        # One band more for a mask or an alpha band; a grid warped north-up (GCPs, rotated)
+        # may cover up to twice the pixels.
+        pixels = report["width"] * report["height"]
+        if report.get("georeferencing") == "gcps" or report.get("rotated"):
+            pixels *= 2
+        raw = pixels * (report["count"] + 1) * itemsize
         needs = {}
         if files.is_s3(self.source_url()):
             staged = report["size_bytes"] + sum(files.object_size(u) for u in beside)
             needs[files.scratch_dir()] = staged
+        # The COG is written in the scratch folder for S3, beside its place on a local data
+        # root (whose reservations are kept at the root, one ledger for all its files).
         out = self.output().path
-        folder = files.scratch_dir() if files.is_s3(out) else str(PurePosixPath(out).parent)
+        folder = files.scratch_dir() if files.is_s3(out) else config.settings().data_root
         needs[folder] = needs.get(folder, 0) + raw * 5 // 3
         return needs
 
@@ -399,7 +413,10 @@ def process_file(upload_id, filename, batch=None):
         with outcome ``"permanent"``, ``"transient"`` or ``"already_running"``.
     """
     final = RegisterUploadScene(upload_id=upload_id, filename=filename)
-    steps = _steps_to_run(final)
+    try:
+        steps = final.retry(_steps_to_run, final)
+    except Exception as err:  # noqa: BLE001 - recorded as the failure of the last step
+        return _failed(final, err, batch)
     try:
         final.retry(_mark_started, steps)
     except Exception as err:  # noqa: BLE001 - recorded as the failure of the first step
@@ -426,7 +443,9 @@ def _steps_to_run(final):
             return
         seen.add(step.task_id)
         if done is None:
-            done = step.complete()
+            # luigi's own check, not the step's complete(): a failure here is the file's,
+            # retried and recorded once by process_file, not a scheduling failure.
+            done = all(target.exists() for target in luigi.task.flatten(step.output()))
         if done:
             return
         for required in luigi.task.flatten(step.requires()):
@@ -447,14 +466,14 @@ def _mark_started(steps):
 
 def _failed(step, err, batch):
     step.on_failure(err)
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
     if isinstance(err, AlreadyRunning):
-        return step.task_family, "already_running", str(err)
+        return step.task_family, "already_running", f"{type(err).__name__}: {reason}"
     trace = "".join(traceback.format_exception(err))
     log.error("%s failed in %s: %s", step.label, step.task_family, trace)
     if batch:
         runs.record_failure(step, err, "run", log=batch[1], within=batch[0])
     kind = "transient" if is_transient(err) else "permanent"
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return step.task_family, kind, f"{type(err).__name__}: {reason}"
 
 
@@ -464,6 +483,7 @@ def _failed(step, err, batch):
 BATCH_FILES = 100
 MAX_BATCHES = 100
 REJECTED = "RejectUploadFile"  # the step a file whose name no step may use fails in
+DIED = "ProcessDied"  # the "step" of a file whose process died under it (not a task)
 PROGRESS_EVERY_S = 1.0
 
 
@@ -475,10 +495,16 @@ def batch_size(count):
 class FilesFailed(InvalidInput):
     """Some files of a batch failed, each recorded with its step and reason."""
 
+    per_file = True  # the run reports the files' failures, not this one
+
+
+class ProcessDied(PermanentError):
+    """The process working on a file died under it, twice (once in the pool, once alone)."""
+
 
 class FilesUnfinished(TransientError):
-    """A batch stopped before its files were done (a service was away, a process died);
-    the next run does what is left."""
+    """A batch stopped before its files were done (a service was away); the next run does
+    what is left."""
 
 
 class UploadBatch(RfTask):
@@ -502,11 +528,13 @@ class UploadBatch(RfTask):
         return [RegisterUploadScene(upload_id=self.upload_id, filename="lineage")]
 
     def filenames(self):
-        """This batch's files: the upload's files by name, sliced by ``batch_size``."""
+        """This batch's files (the upload's files by name, sliced by ``batch_size``) and the
+        upload's file count; two queries, whatever the count."""
         with db.connect(config.settings().database_url) as conn:
-            names = [f["filename"] for f in uploads.list_files(conn, self.upload_id)]
-        size = batch_size(len(names))
-        return names[self.batch * size : (self.batch + 1) * size], len(names)
+            total = uploads.count_files(conn, self.upload_id)
+            size = batch_size(total)
+            names = uploads.file_names(conn, self.upload_id, self.batch * size, size)
+        return names, total
 
     def complete(self):
         names, _ = self.filenames()
@@ -524,7 +552,7 @@ class UploadBatch(RfTask):
         return [name for name in names if marker_ids.get(name) not in done]
 
     def run(self):
-        names, total = self.filenames()
+        names, total = self.retry(self.filenames)
         batches = -(-total // batch_size(total))
         self.where = f"upload {self.upload_id} batch {self.batch + 1}/{batches}"
         self._batch = (self.task_id, runs.log_url(self))
@@ -541,9 +569,9 @@ class UploadBatch(RfTask):
             elif outcome[1] == "permanent":
                 failures[name] = f"{outcome[0]}: {outcome[2]}"
             else:
-                # A service stayed away, a process died, or the scene is being ingested:
-                # the files not started yet are left for the next run.
-                unfinished = (name, f"{outcome[0]}: {outcome[2]}".lstrip(": "))
+                # A service stayed away, or the scene is being ingested: the files not
+                # started yet are left for the next run.
+                unfinished = (name, outcome)
                 break
             self._report(failures)
         outcomes.close()
@@ -553,10 +581,15 @@ class UploadBatch(RfTask):
     def _outcomes(self, names):
         """Yields ``(name, process_file's outcome)`` as files finish, from a pool of
         processes (one file alone runs here, with all of GDAL's threads). Closing the
-        generator cancels the files not started; those started finish first."""
+        generator cancels the files not started; those started finish first.
+
+        When a process dies (GDAL crashed on a file, the kernel killed it for memory), the
+        pool is lost with the files it held: those not finished are then run one by one,
+        each in a process of its own, and the one whose process dies again fails alone."""
         if len(names) == 1:
             yield names[0], process_file(self.upload_id, names[0], self._batch)
             return
+        left = list(names)
         workers = min(config.settings().upload_processes, len(names))
         with processes.pool(workers) as pool:
             futures = {
@@ -567,12 +600,44 @@ class UploadBatch(RfTask):
                 for future in as_completed(futures):
                     try:
                         outcome = future.result()
-                    except BrokenProcessPool as err:
-                        outcome = ("", "died", f"a process working on it died ({err})")
+                    except BrokenProcessPool:
+                        break  # every future left fails alike: run them one by one
+                    except Exception as err:  # noqa: BLE001 - the file's, left for a rerun
+                        outcome = ("", "transient", f"{type(err).__name__}: {err}")
+                    left.remove(futures[future])
                     yield futures[future], outcome
             finally:
                 for future in futures:
                     future.cancel()
+        for name in left:
+            yield name, self._alone(name)
+
+    def _alone(self, name):
+        """``process_file`` for one file in a process of its own; a process that dies fails
+        the file (its step unknown: ``DIED``), so that the others go on."""
+        try:
+            with processes.pool(1) as pool:
+                return pool.submit(
+                    processes.call, process_file, self.upload_id, name, self._batch
+                ).result()
+        except BrokenProcessPool:
+            error = ProcessDied(
+                f"{name}: the process working on it died (a crash in GDAL, or out of memory)"
+            )
+            log.error("%s (upload %s): %s", name, self.upload_id, error)
+            self.retry(self._record_died, name, error)
+            return DIED, "permanent", f"{type(error).__name__}: {error}"
+
+    def _record_died(self, name, error):
+        with db.transaction(config.settings().database_url) as conn:
+            reason = f"{DIED}: {type(error).__name__}: {error}"
+            uploads.file_failed(conn, self.upload_id, name, reason, DIED)
+        step = types.SimpleNamespace(
+            task_id=f"{DIED}({self.upload_id}, {name})",
+            task_family=DIED,
+            to_str_params=lambda **_: {"upload_id": self.upload_id, "filename": name},
+        )
+        runs.record_failure(step, error, "run", log=self._batch[1], within=self._batch[0])
 
     def _reject_bad_names(self, names):
         """Records FAILED each name no step may use as a path; returns {name: reason}."""
@@ -604,10 +669,11 @@ class UploadBatch(RfTask):
 
     def _raise(self, failures, unfinished):
         if unfinished:
-            name, reason = unfinished
-            kind = AlreadyRunning if "AlreadyRunning" in reason else FilesUnfinished
-            raise kind(
-                f"{self.where}: stopped with files left to do, at {name}: {reason}; "
+            name, (step, kind, reason) = unfinished
+            error = AlreadyRunning if kind == "already_running" else FilesUnfinished
+            why = ": ".join(part for part in (step, reason) if part)
+            raise error(
+                f"{self.where}: stopped with files left to do, at {name}: {why}; "
                 "run the same command again"
             )
         if failures:
@@ -643,7 +709,7 @@ class ProcessUpload(RfTask):
         """
         with db.connect(config.settings().database_url) as conn:
             uploads.check_processable(uploads.get_upload(conn, self.upload_id))
-            count = len(uploads.list_files(conn, self.upload_id))
+            count = uploads.count_files(conn, self.upload_id)
         batches = -(-count // batch_size(count))
         return [UploadBatch(upload_id=self.upload_id, batch=i) for i in range(batches)]
 

@@ -285,5 +285,153 @@ def test_a_scratch_disk_without_room_fails_the_file_before_anything_is_written(
         assert "RF_SCRATCH_DIR" in entry["error"]
         cog = upload_tasks.ConvertToCog(upload_id=str(upload_id), filename=entry["name"])
         assert not cog.output().exists()
-    assert not [p for p in scratch.rglob("*") if p.is_file()]  # nothing staged or written
+    written = [p for p in scratch.rglob("*") if p.is_file() and ".rf-room" not in p.name]
+    assert not written  # nothing staged or written, only the ledger of reservations
     assert files.scratch_dir() == str(scratch)
+
+
+def test_a_service_still_away_after_the_retries_stops_the_batch_for_a_later_run(
+    data_root, database_url, tmp_path, monkeypatch
+):
+    from rf_pipelines.errors import RETRY_LATER, ServiceUnavailable
+
+    monkeypatch.setenv("RF_UPLOAD_PROCESSES", "1")
+    folder = _folder(tmp_path / "outage", 8)
+    upload_id = str(uploading.create_upload([str(folder)], "max"))
+    original = upload_tasks.ValidateUploadFile.work
+
+    def away(self):
+        if self.filename == "tile_000.tif":
+            raise ServiceUnavailable("database 127.0.0.1: connection refused")
+        return original(self)
+
+    monkeypatch.setattr(upload_tasks.ValidateUploadFile, "work", away)
+
+    with pytest.raises(BuildFailed) as err:
+        build([ProcessUpload(upload_id=upload_id)], local_scheduler=False)
+
+    assert err.value.exit_code == RETRY_LATER
+    summary = _summary(database_url, upload_id)
+    assert summary["status"] == "UPLOADED"  # put back: nothing claims it
+    statuses = {f["name"]: f["status"] for f in summary["files"]}
+    assert statuses.pop("tile_000.tif") == "FAILURE"
+    assert "QUEUED" in statuses.values()  # not started: left for the next run
+    assert "PROCESSING" not in statuses.values()
+
+    monkeypatch.setattr(upload_tasks.ValidateUploadFile, "work", original)
+    build([ProcessUpload(upload_id=upload_id)], local_scheduler=False)
+    assert _summary(database_url, upload_id)["status"] == "COMPLETE"
+
+
+def test_a_file_that_kills_its_process_fails_alone_and_the_others_go_on(
+    data_root, database_url, tmp_path, monkeypatch
+):
+    folder = _folder(tmp_path / "crash", 6)
+    upload_id = str(uploading.create_upload([str(folder)], "ned"))
+    original = upload_tasks.ConvertToCog.work
+
+    def crash(self):
+        if self.filename == "tile_002.tif":
+            os.kill(os.getpid(), signal.SIGKILL)  # as GDAL's segfault or the OOM killer would
+        return original(self)
+
+    monkeypatch.setattr(upload_tasks.ConvertToCog, "work", crash)
+
+    with pytest.raises(BuildFailed) as err:
+        build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
+
+    assert err.value.exit_code == 3
+    [line] = [x for x in err.value.lines if "tile_002.tif" in x]
+    assert line.startswith("ProcessDied(") and "the process working on it died" in line
+    summary = _summary(database_url, upload_id)
+    statuses = {f["name"]: f["status"] for f in summary["files"]}
+    assert statuses.pop("tile_002.tif") == "FAILURE"
+    assert set(statuses.values()) == {"SUCCESS"} and len(statuses) == 5
+    [crashed] = [f for f in summary["files"] if f["name"] == "tile_002.tif"]
+    assert crashed["error"].startswith("ProcessDied: ProcessDied: tile_002.tif: the process")
+
+    # Not the file's fault after all (memory was short, say): the next run tries it again.
+    monkeypatch.setattr(upload_tasks.ConvertToCog, "work", original)
+    build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
+    assert _summary(database_url, upload_id)["status"] == "COMPLETE"
+
+
+def test_a_blip_in_the_check_of_what_is_done_is_retried(
+    data_root, database_url, tmp_path, monkeypatch
+):
+    from rf_pipelines.errors import ServiceUnavailable
+
+    folder = _folder(tmp_path / "blip", 3)
+    upload_id = str(uploading.create_upload([str(folder)], "oz"))
+    blips = tmp_path / "blips"
+    original = upload_tasks.WriteStacItem.output
+
+    class Blipping:
+        """The item's target, whose first existence check (in any process) fails."""
+
+        def __init__(self, target):
+            self.target = target
+
+        def exists(self):
+            if not blips.exists():
+                blips.write_text("1")
+                raise ServiceUnavailable("s3 127.0.0.1: connection reset")
+            return self.target.exists()
+
+        def __getattr__(self, name):
+            return getattr(self.target, name)
+
+    monkeypatch.setattr(upload_tasks.WriteStacItem, "output", lambda t: Blipping(original(t)))
+    build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
+    assert blips.exists()
+    assert _summary(database_url, upload_id)["status"] == "COMPLETE"
+
+
+def test_luigid_is_told_the_progress_as_files_finish(
+    data_root, database_url, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(upload_tasks, "PROGRESS_EVERY_S", 0)
+    messages = []
+    original = UploadBatch.report_progress
+
+    def report(self, message, percent=None):
+        messages.append((message, percent))
+        return original(self, message, percent)
+
+    monkeypatch.setattr(UploadBatch, "report_progress", report)
+    folder = _folder(tmp_path / "progress", 4)
+    upload_id = str(uploading.create_upload([str(folder)], "pat"))
+    build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
+    where = f"upload {upload_id} batch 1/1"
+    shown = [m for m, _ in messages]
+    for done in range(5):
+        assert f"{where}: {done} of 4 files done" in shown
+    assert [p for _, p in messages][-1] == 100
+
+
+def test_conversions_running_at_once_reserve_their_room(tmp_path, monkeypatch, settings_env):
+    import shutil as shutil_module
+
+    from rf_pipelines.errors import NoRoom
+    from rf_pipelines.targets import files
+
+    settings_env.setenv("RF_SCRATCH_DIR", str(tmp_path / "scratch"))
+    scratch = str(tmp_path / "scratch")
+    usage = shutil_module.disk_usage
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda p: usage(p)._replace(free=100_000))
+    with files.room({scratch: 60_000}, "COG of a.tif"):
+        with pytest.raises(NoRoom) as err:
+            with files.room({scratch: 60_000}, "COG of b.tif"):
+                pass
+        assert str(err.value).startswith(
+            f"COG of b.tif: {scratch} (RF_SCRATCH_DIR) has 100.0 kB free, 60.0 kB of it "
+            "reserved by jobs running now, and this needs about 60.0 kB"
+        )
+    with files.room({scratch: 60_000}, "COG of b.tif"):  # a.tif is done: its room is free
+        pass
+    # A reservation of a process that died (killed with SIGKILL, say) holds nothing.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "scratch" / ".rf-room").write_text(json.dumps({f"{dead.pid}-x": 90_000}))
+    with files.room({scratch: 60_000}, "COG of c.tif"):
+        pass

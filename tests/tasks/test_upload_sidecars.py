@@ -172,3 +172,57 @@ def test_replacing_a_file_drops_the_old_files_sidecars(data_root, database_url, 
     assert entry["sidecars"] == []
     mask = _read(_cog(summary, MASKED), lambda d: d.dataset_mask())
     assert (mask == 0).mean() == 0  # the old mask no longer applies
+
+    # Replaced again by a file with its mask beside it: the mask comes with it.
+    uploading.replace_file(upload_id, str(SIDECARS / "msk" / MASKED))
+    with contextlib.suppress(BuildFailed):
+        build([ProcessUpload(upload_id=upload_id)], local_scheduler=True)
+    with db.connect(database_url) as conn:
+        summary = uploads.upload_summary(conn, upload_id)
+    [entry] = [f for f in summary["files"] if f["name"] == MASKED]
+    assert entry["sidecars"] == [f"{MASKED}.msk"]
+    mask = _read(_cog(summary, MASKED), lambda d: d.dataset_mask())
+    assert 0.02 < (mask == 0).mean() < 0.04
+
+
+def test_an_s3_object_named_alone_brings_its_world_file_and_prj(
+    data_root, database_url, s3_bucket, tmp_path
+):
+    prefix = _put_folder(s3_bucket, f"alone-{tmp_path.name}/world", SIDECARS / "world")
+    summary = _upload([prefix + "no_crs_no_envelope.tif"])
+    [entry] = summary["files"]
+    assert sorted(entry["sidecars"]) == ["no_crs_no_envelope.prj", "no_crs_no_envelope.tfw"]
+    crs = _read(_cog(summary, "no_crs_no_envelope.tif"), lambda d: d.crs)
+    assert crs == CRS.from_epsg(32632)
+
+
+def test_a_sidecar_named_in_other_case_is_stored_where_gdal_looks(
+    data_root, database_url, tmp_path
+):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    shutil.copy(SIDECARS / "msk" / MASKED, folder / MASKED)
+    shutil.copy(SIDECARS / "msk" / f"{MASKED}.msk", folder / f"{MASKED[:-4]}.TIF.MSK")
+    summary = _upload([folder])
+    [entry] = summary["files"]
+    assert entry["sidecars"] == [f"{MASKED}.msk"]
+    mask = _read(_cog(summary, MASKED), lambda d: d.dataset_mask())
+    assert 0.02 < (mask == 0).mean() < 0.04
+
+
+def test_sidecars_match_their_raster_in_any_case():
+    from rf_pipelines.imagery import sidecars
+
+    urls = [
+        "s3://b/f/Scene_A.TIF",
+        "s3://b/f/Scene_A.TIF.msk",
+        "s3://b/f/scene_a.tif.OVR",
+        "s3://b/f/SCENE_A.TFW",
+        "s3://b/f/Scene_A.tif.msk.ovr",
+        "s3://b/g/Scene_A.TIF.aux.xml",  # another folder: not this raster's
+    ]
+    rasters, orphans = sidecars.match(urls, lambda u: u.lower().endswith(".tif"))
+    assert rasters == {"s3://b/f/Scene_A.TIF": urls[1:5]}
+    assert orphans == ["s3://b/g/Scene_A.TIF.aux.xml"]
+    names = [sidecars.name_for("Scene_A.TIF", u.rsplit("/", 1)[1]) for u in urls[1:5]]
+    assert names == ["Scene_A.TIF.msk", "Scene_A.TIF.ovr", "Scene_A.tfw", "Scene_A.TIF.msk.ovr"]
