@@ -78,7 +78,7 @@ def local_env(home):
 # --- processes --------------------------------------------------------------------------
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -103,7 +103,7 @@ def _read_pid(pidfile):
 def _alive(folder):
     """True when the process recorded in ``folder/pid`` still runs."""
     pid = _read_pid(folder / "pid")
-    return bool(pid and _pid_alive(pid))
+    return bool(pid and pid_alive(pid))
 
 
 def _spawn(folder, argv, env=None, cwd=None):
@@ -136,7 +136,7 @@ def _started_here(pid, folder):
 
 def _stop_group(pid, timeout=STOP_TIMEOUT_S):
     """SIGTERM to the process group of ``pid``; SIGKILL once ``timeout`` has passed."""
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not pid_alive(pid):
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -145,7 +145,7 @@ def _stop_group(pid, timeout=STOP_TIMEOUT_S):
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.1)
 
@@ -319,7 +319,7 @@ def _postmaster_pid(home):
 
 def stop_postgres(home):
     pid = _postmaster_pid(home)
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not pid_alive(pid):
         return
     data = services_dir(home) / "postgres" / "data"
     if not _started_here(pid, data):
@@ -343,7 +343,7 @@ def stop_postgres(home):
         ),
         capture_output=True,
     )
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -513,7 +513,7 @@ def stop(home, names=NAMES):
             pid = _read_pid(pidfile)
             if pid and _started_here(pid, services_dir(home) / name):
                 _stop_group(pid)
-            elif pid and _pid_alive(pid):
+            elif pid and pid_alive(pid):
                 log.warning(
                     "%s: pid %s in %s is not this service; not stopping it", name, pid, pidfile
                 )
@@ -530,7 +530,7 @@ def status(home):
         else:
             pid = _read_pid(services_dir(home) / name / "pid")
             ready = _READY[name]
-        running = bool(pid and _pid_alive(pid) and ready())
+        running = bool(pid and pid_alive(pid) and ready())
         states.append(ServiceState(name, running, pid if running else None, _urls()[name]))
     return states
 

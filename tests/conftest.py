@@ -69,7 +69,7 @@ def _remove_finished_sessions():
     services) and removes their homes; never touches the user's stack."""
     for home in TEST_HOMES.glob("session-*"):
         pid = int(home.name.split("-", 1)[1])
-        if pid != os.getpid() and not services._pid_alive(pid):
+        if pid != os.getpid() and not services.pid_alive(pid):
             services.stop(home)
             shutil.rmtree(home, ignore_errors=True)
 

@@ -38,8 +38,8 @@ def test_stop_leaves_no_process_behind_and_start_brings_it_back(local_services):
     (moto,) = [s for s in services.status(HOME) if s.name == "moto"]
     children = _children(moto.pid)
     services.stop(HOME, ["moto"])
-    assert not services._pid_alive(moto.pid)
-    assert not any(services._pid_alive(pid) for pid in children)
+    assert not services.pid_alive(moto.pid)
+    assert not any(services.pid_alive(pid) for pid in children)
     services.start(HOME, ["moto"])
     (again,) = [s for s in services.status(HOME) if s.name == "moto"]
     assert again.running and again.pid != moto.pid

@@ -227,21 +227,13 @@ def _ledger(folder):
                 ledger = json.load(src)
         except (FileNotFoundError, ValueError):
             ledger = {}
-        ledger = {t: n for t, n in ledger.items() if _alive(int(t.split("-")[0]))}
+        from rf_pipelines.services import pid_alive  # not at import: services imports this
+
+        ledger = {t: n for t, n in ledger.items() if pid_alive(int(t.split("-")[0]))}
         yield ledger
         with open(path + ".tmp", "w") as out:
             json.dump(ledger, out)
         os.replace(path + ".tmp", path)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _size(count):
