@@ -14,6 +14,7 @@ BENCHMARKS = {
     ),
     "imports": imports.run,
     "ingest": ingest.run,
+    "ingest_cluster": ingest.run_cluster,
 }
 
 

@@ -71,3 +71,83 @@ def run(repeat=3):
         baseline,
     )
     yield row("Spark session start-up (local[2])", startup, "-", float("nan"))
+
+
+def run_cluster(repeat=3):
+    """The same tiles rendered by a Spark standalone cluster (master and one 2-core worker
+    from pyspark's scripts, ``services.start(home, ["spark"])``) against one process, in the
+    same run, both reading the scene COG from the S3-compatible store and writing the tiles
+    there, as RenderTiles does on a cluster (its package archive and executor settings)."""
+    import uuid
+
+    from rf_pipelines import clients, config, services
+    from rf_pipelines.targets import files
+    from rf_pipelines.tasks.ingest import executor_settings, package_archive
+
+    home = config.settings().home
+    started = not services.spark_running(home)
+    services.start(home, [services.SPARK])
+    root = f"s3://{services.LOCAL_BUCKET}/bench/ingest-cluster-{uuid.uuid4().hex[:8]}"
+    os.environ["RF_DATA_ROOT"] = root
+    config.settings.cache_clear()
+    clients.reset()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rf-bench-cluster-") as folder:
+            source = os.path.join(folder, "source.tif")
+            make_source(source, size=SIZE, bands=3)
+            local_cog = os.path.join(folder, "scene.tif")
+            with rasterio.open(source) as src:
+                cog.write_cog(src, local_cog)
+            scene = files.join(root, "scene.tif")
+            with open(local_cog, "rb") as cog_file:
+                files.write_bytes(scene, cog_file.read())
+            with files.gdal_env(scene):
+                plan = pyramid.plan(scene)
+            tiles = pyramid.tiles(plan)
+            out = files.join(root, "tiles")
+
+            def single():
+                render_partition(scene, out, plan, tiles)
+
+            baseline = median_seconds(single, repeat)
+
+            os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+            from pyspark.sql import SparkSession
+
+            master, _ = services.spark_urls()
+            start = time.perf_counter()
+            builder = (
+                SparkSession.builder.master(master)
+                .appName("bench-render-tiles")
+                .config("spark.ui.enabled", "false")
+                .config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+            )
+            for key, value in executor_settings().items():
+                builder = builder.config(f"spark.executorEnv.{key}", value)
+            spark = builder.getOrCreate()
+            spark.sparkContext.addPyFile(package_archive(folder))
+            spark.sparkContext.parallelize([1, 2], 2).count()  # executors up
+            startup = time.perf_counter() - start
+            try:
+
+                def on_cluster():
+                    counts = render_pyramid(spark.sparkContext, scene, out, plan)
+                    assert counts["tiles"] == len(tiles), counts
+                    assert all(".zip" in path for path in counts["executor_code"]), counts
+
+                ours = median_seconds(on_cluster, repeat)
+            finally:
+                spark.stop()
+    finally:
+        if started:
+            services.stop(home, [services.SPARK])
+    count = len(tiles)
+    yield row(
+        f"render {count} tiles, Spark cluster (1 worker, 2 cores), S3->S3: "
+        f"{count / ours:,.0f} tiles/s ({baseline / ours:.2f}x)",
+        ours,
+        f"1 process, S3->S3: {count / baseline:,.0f} tiles/s",
+        baseline,
+    )
+    yield row("Spark cluster application start-up", startup, "-", float("nan"))

@@ -217,19 +217,37 @@ def services_group():
 cli.add_command(services_group, name="services")
 
 
+def _service_names(names, default):
+    unknown = [n for n in names if n not in services.ALL_NAMES]
+    if unknown:
+        raise InvalidInput(
+            f"unknown service {unknown[0]!r}; the services are {', '.join(services.ALL_NAMES)}"
+        )
+    return tuple(names) or default
+
+
 @services_group.command("start")
-def services_start():
-    """Start every local service (idempotent) and wait until each answers."""
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def services_start(names):
+    """Start the local services (idempotent) and wait until each answers.
+
+    \b
+    With no NAME: postgres, s3, luigid and moto. `spark` starts a Spark standalone master
+    and one worker (RF_SPARK_WORKER_CORES, default 2; RF_SPARK_WORKER_MEMORY, default 1g)
+    from pyspark's own scripts; `services env` then exports RF_SPARK_MASTER and RF_SPARK_UI.
+    """
     home = config.settings().home
-    services.start(home)
+    services.start(home, _service_names(names, services.NAMES))
     _print_status(home)
 
 
 @services_group.command("stop")
-def services_stop():
-    """Stop every local service; nothing is left running."""
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def services_stop(names):
+    """Stop the local services (all, the Spark cluster included, with no NAME); nothing is
+    left running."""
     home = config.settings().home
-    services.stop(home)
+    services.stop(home, _service_names(names, services.ALL_NAMES))
     _print_status(home)
 
 
@@ -243,8 +261,10 @@ def services_status():
 
 @services_group.command("env")
 def services_env():
-    """Print the export lines that point the package, boto3 and luigi at the local services."""
-    for key, value in services.local_env(config.settings().home).items():
+    """Print the export lines that point the package, boto3 and luigi at the local services
+    (and, while the local Spark cluster runs, RF_SPARK_MASTER and RF_SPARK_UI)."""
+    home = config.settings().home
+    for key, value in {**services.local_env(home), **services.spark_env(home)}.items():
         click.echo(f"export {key}={value}")
 
 
@@ -751,17 +771,21 @@ def reap_command(older_than):
 @click.argument("scene_id")
 @click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
 def ingest_command(scene_id, local_scheduler):
-    """Ingest a scene: one COG of its bands, then its web mercator tiles rendered by Spark.
+    """Ingest a scene: one COG of its bands, then its web mercator tiles rendered by Spark
+    (on RF_SPARK_MASTER, else [spark] master in luigi.cfg; a cluster needs an s3:// data
+    root).
 
     Prints the scene's ingest status and tile location; exits 0 only when INGESTED.
     """
     from rf_pipelines.catalog import db as catalog_db
     from rf_pipelines.catalog import scenes
     from rf_pipelines.tasks import IngestScene
+    from rf_pipelines.tasks.ingest import checked_master
     from rf_pipelines.tasks.runner import build
 
     url = _database()
     scene_id = str(scenes.parse_scene_id(scene_id))
+    checked_master()  # a bad Spark setting fails here, before the scene is queued
     with catalog_db.transaction(url) as conn:
         scenes.queue_for_ingest(conn, scene_id)
     try:

@@ -21,7 +21,7 @@ from rf_pipelines.errors import ConfigError
 LOCAL_HOST = "127.0.0.1"
 LOCAL_DATABASE = "rf_pipelines"
 # Ports of the local services (rf-pipelines services start); all bind to 127.0.0.1.
-# RF_PORT_BASE=N moves them all to N.. N+6; RF_<SERVICE>_PORT moves one.
+# RF_PORT_BASE=N moves them all to N.. N+9; RF_<SERVICE>_PORT moves one.
 DEFAULT_PORTS = {
     "luigid": 8082,
     "postgres": 54329,
@@ -31,12 +31,19 @@ DEFAULT_PORTS = {
     "s3_master": 19333,
     "s3_volume": 18080,
     "s3_filer": 18888,
+    # The Spark standalone cluster (`services start spark`): its master, the master's web UI
+    # (and /json/ status page), the worker's web UI. Spark's own defaults.
+    "spark": 7077,
+    "spark_ui": 8080,
+    "spark_worker_ui": 8081,
 }
 PORT_ENV = {
     "luigid": "RF_LUIGID_PORT",
     "postgres": "RF_PG_PORT",
     "s3": "RF_S3_PORT",
     "moto": "RF_MOTO_PORT",
+    "spark": "RF_SPARK_PORT",
+    "spark_ui": "RF_SPARK_UI_PORT",
 }
 _GRPC_OFFSET = 10000
 
@@ -264,8 +271,10 @@ def load_settings():
 
 def local_ports():
     """Ports of the local services: the defaults, all moved by ``RF_PORT_BASE`` (luigid at
-    the base, then PostgreSQL, the S3 store, moto and SeaweedFS's master, volume and filer),
-    and each of the first four set on its own by its ``RF_*_PORT`` variable.
+    the base, then PostgreSQL, the S3 store, moto, SeaweedFS's master, volume and filer, and
+    the Spark master, its web UI and the Spark worker's web UI), and luigid, PostgreSQL, the
+    store, moto, the Spark master and its UI each set on its own by its ``RF_*_PORT``
+    variable.
 
     Raises:
         ConfigError: a value is not a port that leaves room for SeaweedFS's gRPC ports.
@@ -468,3 +477,34 @@ def mirrored(url):
         if url.startswith(prefix):
             return mirror + url[len(prefix) :]
     return url
+
+
+_SPARK_MASTER = re.compile(
+    r"^(local(\[(\d+|\*)(,\d+)?\])?"  # local, local[2], local[*], local[2,3]
+    r"|spark://[^\s/:,]+:\d+(,[^\s/:,]+:\d+)*"  # standalone, one master or several (HA)
+    r"|yarn|(k8s|mesos)://\S+)$"
+)
+
+
+def spark_master():
+    """The Spark master the ingest submits to: ``RF_SPARK_MASTER``, else ``[spark] master``
+    in luigi.cfg, else ``local[2]``.
+
+    Raises:
+        ConfigError: not a master URL spark-submit takes.
+    """
+    value, source = os.environ.get("RF_SPARK_MASTER", "").strip(), "RF_SPARK_MASTER"
+    if not value:
+        source = "[spark] master in luigi.cfg"
+        value = luigi.configuration.get_config().get("spark", "master", "local[2]").strip()
+    if not _SPARK_MASTER.match(value):
+        raise ConfigError(
+            f"{source}: {value!r} is not a Spark master; use local[N], spark://HOST:PORT, "
+            "yarn or k8s://URL"
+        )
+    return value
+
+
+def is_local_master(master):
+    """True for ``local`` and ``local[...]``: Spark inside the submitting process."""
+    return master == "local" or master.startswith("local[")

@@ -1,4 +1,5 @@
-"""Local services for the demo and tests: PostgreSQL, an S3 store, luigid, moto; all on 127.0.0.1.
+"""Local services for the demo and tests: PostgreSQL, an S3 store, luigid, moto, and on request
+a Spark standalone cluster; all on 127.0.0.1.
 
 Each service keeps its data, log and pid file under ``{RF_HOME}/services/{name}``. Start is
 idempotent (a running, answering service is left alone); stop sends SIGTERM to the whole process
@@ -464,6 +465,153 @@ def start_luigid(home):
     )
 
 
+# --- Spark standalone cluster (on request: `services start spark`) ----------------------
+
+SPARK = "spark"
+# The worker's share of the machine; executors of every application fit in it.
+SPARK_WORKER_CORES_ENV = "RF_SPARK_WORKER_CORES"
+SPARK_WORKER_MEMORY_ENV = "RF_SPARK_WORKER_MEMORY"
+SPARK_DAEMON_MEMORY = "256m"  # the master's and worker's own JVMs, not the executors'
+
+
+def _spark_class():
+    """pyspark's own ``bin/spark-class``: the cluster needs no separate Spark download."""
+    import pyspark
+
+    path = Path(pyspark.__file__).parent / "bin" / "spark-class"
+    if not path.exists():
+        raise ServiceUnavailable(f"pyspark has no {path}; reinstall pyspark")
+    return str(path)
+
+
+def spark_worker_resources():
+    """(cores, memory) of the local Spark worker: ``RF_SPARK_WORKER_CORES`` (default 2) and
+    ``RF_SPARK_WORKER_MEMORY`` (default 1g, Spark's notation: 512m, 2g).
+
+    Raises:
+        ConfigError: a value Spark would refuse.
+    """
+    import re
+
+    from rf_pipelines.errors import ConfigError
+
+    cores = os.environ.get(SPARK_WORKER_CORES_ENV, "2").strip()
+    if not cores.isdigit() or int(cores) < 1:
+        raise ConfigError(f"{SPARK_WORKER_CORES_ENV}: {cores!r} is not a positive number of cores")
+    memory = os.environ.get(SPARK_WORKER_MEMORY_ENV, "1g").strip().lower()
+    if not re.fullmatch(r"[1-9]\d*[mg]", memory):
+        raise ConfigError(
+            f"{SPARK_WORKER_MEMORY_ENV}: {memory!r} is not an amount of memory; use e.g. 512m or 2g"
+        )
+    return int(cores), memory
+
+
+def spark_urls():
+    """(master URL, master web UI URL) of the local Spark cluster."""
+    ports = local_ports()
+    return f"spark://{HOST}:{ports['spark']}", f"http://{HOST}:{ports['spark_ui']}"
+
+
+def spark_status():
+    """The local master's JSON status page (``/json/``), or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(spark_urls()[1] + "/json/", timeout=2) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _spark_ready():
+    """The master answers and has at least one live worker."""
+    page = spark_status()
+    return bool(page and any(w.get("state") == "ALIVE" for w in page.get("workers", ())))
+
+
+def _spark_env(folder):
+    return {
+        "SPARK_LOCAL_IP": HOST,
+        "SPARK_NO_DAEMONIZE": "1",
+        "SPARK_DAEMON_MEMORY": SPARK_DAEMON_MEMORY,
+        "SPARK_LOG_DIR": str(folder / "logs"),
+        # No REST submission server: it would take the fixed port 6066 (two stacks collide),
+        # and applications are submitted in client mode through the master's port anyway.
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+        # Executors inherit the worker's environment: the local store's dummy keys unless
+        # this shell has credentials of its own (on a real cluster: the hosts' IAM role).
+        **{key: os.environ.get(key) or value for key, value in LOCAL_AWS.items()},
+    }
+
+
+def start_spark(home):
+    """A Spark standalone master and one worker (bounded cores and memory) on 127.0.0.1,
+    from pyspark's ``bin/spark-class``."""
+    folder = services_dir(home) / SPARK
+    cores, memory = spark_worker_resources()
+    ports = local_ports()
+    spark_class = _spark_class()
+    master, _ = spark_urls()
+    if not _alive(folder / "master"):
+        _spawn(
+            folder / "master",
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                HOST,
+                "--port",
+                str(ports["spark"]),
+                "--webui-port",
+                str(ports["spark_ui"]),
+            ],
+            env=_spark_env(folder / "master"),
+        )
+    if not _alive(folder / "worker"):
+        _spawn(
+            folder / "worker",
+            [
+                spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                HOST,
+                "--cores",
+                str(cores),
+                "--memory",
+                memory,
+                "--webui-port",
+                str(ports["spark_worker_ui"]),
+                "--work-dir",
+                str(folder / "worker" / "work"),
+                master,
+            ],
+            env=_spark_env(folder / "worker"),
+        )
+
+
+def stop_spark(home):
+    """The worker (and the executors it started, in its process group), then the master."""
+    for part in ("worker", "master"):
+        folder = services_dir(home) / SPARK / part
+        pid = _read_pid(folder / "pid")
+        if pid and _started_here(pid, folder):
+            _stop_group(pid)
+        elif pid and pid_alive(pid):
+            log.warning("spark %s: pid %s is not this service; not stopping it", part, pid)
+        (folder / "pid").unlink(missing_ok=True)
+
+
+def spark_running(home):
+    folder = services_dir(home) / SPARK
+    return _alive(folder / "master") and _alive(folder / "worker") and _spark_ready()
+
+
+def spark_env(home):
+    """``RF_SPARK_MASTER`` and ``RF_SPARK_UI`` of the local cluster while it runs, else {}."""
+    if not spark_running(home):
+        return {}
+    master, ui = spark_urls()
+    return {"RF_SPARK_MASTER": master, "RF_SPARK_UI": ui}
+
+
 # --- all --------------------------------------------------------------------------------
 
 _READY = {"s3": _s3_ready, "moto": _moto_ready, "luigid": _luigid_ready}
@@ -480,6 +628,8 @@ def _urls():
 
 
 NAMES = ("postgres", "s3", "luigid", "moto")
+# What `services start NAME` accepts: the default set, and the Spark cluster on request.
+ALL_NAMES = (*NAMES, SPARK)
 
 
 def start(home, names=NAMES):
@@ -498,16 +648,23 @@ def start(home, names=NAMES):
         start_postgres(home)
     if "luigid" in names:
         start_luigid(home)
+    if SPARK in names:
+        start_spark(home)
     for name in names:
         if name in _READY:
             _wait_until(name, _READY[name], log=folder / name / "log")
+    if SPARK in names:
+        _wait_until("spark", _spark_ready, log=folder / SPARK / "worker" / "log")
 
 
-def stop(home, names=NAMES):
-    """Stops the named services (all by default); PostgreSQL last."""
+def stop(home, names=ALL_NAMES):
+    """Stops the named services (all, the Spark cluster included, by default); PostgreSQL
+    last."""
     for name in reversed(names):
         if name == "postgres":
             stop_postgres(home)
+        elif name == SPARK:
+            stop_spark(home)
         else:
             pidfile = services_dir(home) / name / "pid"
             pid = _read_pid(pidfile)
@@ -521,7 +678,8 @@ def stop(home, names=NAMES):
 
 
 def status(home):
-    """Returns [ServiceState] for every service."""
+    """Returns [ServiceState] for every default service, and for the Spark cluster when it
+    was started (its pid files exist)."""
     states = []
     for name in NAMES:
         if name == "postgres":
@@ -532,6 +690,10 @@ def status(home):
             ready = _READY[name]
         running = bool(pid and pid_alive(pid) and ready())
         states.append(ServiceState(name, running, pid if running else None, _urls()[name]))
+    if any((services_dir(home) / SPARK / part / "pid").exists() for part in ("master", "worker")):
+        running = spark_running(home)
+        pid = _read_pid(services_dir(home) / SPARK / "master" / "pid") if running else None
+        states.append(ServiceState(SPARK, running, pid, spark_urls()[0]))
     return states
 
 

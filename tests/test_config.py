@@ -133,7 +133,8 @@ def test_ports_default_move_together_with_a_base_or_one_by_one(settings_env):
     settings_env.setenv("RF_PORT_BASE", "30000")
     ports = config.local_ports()
     assert [ports[n] for n in ("luigid", "postgres", "s3", "moto")] == [30000, 30001, 30002, 30003]
-    assert sorted(ports.values()) == list(range(30000, 30007))
+    assert sorted(ports.values()) == list(range(30000, 30010))
+    assert [ports[n] for n in ("spark", "spark_ui", "spark_worker_ui")] == [30007, 30008, 30009]
     assert config.scheduler_url() == "http://127.0.0.1:30000"
     assert config.local_database_url() == "postgresql://postgres@127.0.0.1:30001/rf_pipelines"
     settings_env.setenv("RF_PG_PORT", "6543")

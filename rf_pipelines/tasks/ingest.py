@@ -7,15 +7,22 @@ Graph for one scene::
         SceneCog(scene_id)     bands warped to the finest resolution and stacked, as a COG
 
 Every step moves the scene to INGESTING as it starts (from any state a failed or reaped run
-left), and one that fails sets it FAILED with the reason. The Spark master and submit
-options come from ``[spark]`` in luigi.cfg (``local[2]`` here; a cluster is a configuration
-change).
+left), and one that fails sets it FAILED with the reason. The Spark master is
+``RF_SPARK_MASTER``, else ``[spark] master`` in luigi.cfg (``local[2]``); the other submit
+options come from ``[spark]``. On a cluster the job runs in client mode: this package goes
+to the executors as a zip archive (``--py-files``), they read the scene COG from the object
+store and write the tiles there, and the driver only lists tile coordinates.
 """
 
 import hashlib
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
+import zipfile
+from pathlib import Path
 
 import luigi
 from luigi.contrib.external_program import ExternalProgramRunError
@@ -24,7 +31,7 @@ from luigi.contrib.spark import PySparkTask
 from rf_pipelines import config, operations, services
 from rf_pipelines.catalog import db, scenes
 from rf_pipelines.catalog.statuses import IngestStatus
-from rf_pipelines.errors import RfError
+from rf_pipelines.errors import ConfigError, RfError
 from rf_pipelines.imagery import pyramid
 from rf_pipelines.targets import files
 from rf_pipelines.tasks.base import RfTask
@@ -120,6 +127,26 @@ class RenderTiles(_SceneTask, PySparkTask):
         return configured or services.which("spark-submit")
 
     @property
+    def master(self):
+        return config.spark_master()
+
+    @property
+    def py_files(self):
+        # luigi's own `py-packages` ships a .tar.gz, which PySpark never puts on the
+        # executors' path; this package goes as the zip archive PySpark imports from.
+        shipped = [self.package_archive] if getattr(self, "package_archive", None) else []
+        return [*(super().py_files or []), *shipped] or None
+
+    @property
+    def conf(self):
+        conf = dict(super().conf or {})
+        # Executors find the store as this worker does (no secrets: credentials come from
+        # the executors' own environment or their hosts' IAM role).
+        for key, value in executor_settings().items():
+            conf.setdefault(f"spark.executorEnv.{key}", value)
+        return conf
+
+    @property
     def pyspark_python(self):
         return sys.executable
 
@@ -135,7 +162,8 @@ class RenderTiles(_SceneTask, PySparkTask):
 
     def run(self):
         self.start()
-        self.report_progress("rendering tiles on Spark", 20)
+        master = checked_master()
+        self.report_progress(f"rendering tiles on Spark ({master})", 20)
         # The Spark driver unpickles this task in another process: it reads and writes where
         # this process decided, whatever the code or settings there say.
         cog_url = self.input().path
@@ -148,7 +176,12 @@ class RenderTiles(_SceneTask, PySparkTask):
             "written_by": self.written_by,
             "plan": plan,
         }
-        super().run()
+        folder = tempfile.mkdtemp(prefix="rf-spark-")
+        try:
+            self.package_archive = package_archive(folder)
+            super().run()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         self.report_progress("tiles rendered", 100)
 
     def main(self, sc, *args):
@@ -162,6 +195,53 @@ class RenderTiles(_SceneTask, PySparkTask):
             json.dumps({**plan, **counts, "written_by": pinned["written_by"]}).encode(),
         )
         files.write_bytes(pinned["success"], b"")
+
+
+def checked_master():
+    """The Spark master, checked against the data root: executors on a cluster read the COG
+    and write the tiles through the object store, never through a local folder.
+
+    Raises:
+        ConfigError: the master is malformed, or a cluster's with a local data root.
+    """
+    master = config.spark_master()
+    root = config.settings().data_root
+    if not config.is_local_master(master) and not files.is_s3(root):
+        raise ConfigError(
+            f"RF_DATA_ROOT: {root} is a local folder, which the executors of {master} cannot "
+            "read or write; use an s3:// data root, or RF_SPARK_MASTER=local[2]"
+        )
+    return master
+
+
+def package_archive(folder):
+    """This package, as the code running now has it, zipped for ``--py-files``: what
+    executors on other hosts import. Returns the archive's path."""
+    import rf_pipelines
+
+    root = Path(rf_pipelines.__file__).parent
+    path = Path(folder) / "rf_pipelines.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in sorted(root.rglob("*")):
+            if item.is_file() and "__pycache__" not in item.parts and item.suffix != ".pyc":
+                archive.write(item, Path("rf_pipelines") / item.relative_to(root))
+    return str(path)
+
+
+# Settings the executors read (the data root's store and how to read it), passed to them as
+# resolved here, whatever their hosts' luigi.cfg says; AWS's region when this worker has one.
+def executor_settings():
+    """{environment variable: value} of the settings executors need to reach the store."""
+    settings = config.settings()
+    values = {"RF_DATA_ROOT": settings.data_root}
+    if settings.s3_endpoint_url:
+        values["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint_url
+    if settings.s3_access:
+        values["RF_S3_ACCESS"] = ",".join(f"{p}={m}" for p, m in settings.s3_access)
+    for key in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        if os.environ.get(key):
+            values[key] = os.environ[key]
+    return values
 
 
 class IngestScene(_SceneTask):
