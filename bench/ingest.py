@@ -88,6 +88,9 @@ def run_cluster(repeat=3):
     started = not services.spark_running(home)
     services.start(home, [services.SPARK])
     root = f"s3://{services.LOCAL_BUCKET}/bench/ingest-cluster-{uuid.uuid4().hex[:8]}"
+    saved = {
+        k: os.environ.get(k) for k in ("RF_DATA_ROOT", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")
+    }
     os.environ["RF_DATA_ROOT"] = root
     config.settings.cache_clear()
     clients.reset()
@@ -120,6 +123,7 @@ def run_cluster(repeat=3):
                 SparkSession.builder.master(master)
                 .appName("bench-render-tiles")
                 .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.driver.host", "127.0.0.1")
                 .config("spark.driver.bindAddress", "127.0.0.1")
             )
@@ -142,6 +146,14 @@ def run_cluster(repeat=3):
     finally:
         if started:
             services.stop(home, [services.SPARK])
+        _delete_prefix(root)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        config.settings.cache_clear()
+        clients.reset()
     count = len(tiles)
     yield row(
         f"render {count} tiles, Spark cluster (1 worker, 2 cores), S3->S3: "
@@ -151,3 +163,16 @@ def run_cluster(repeat=3):
         baseline,
     )
     yield row("Spark cluster application start-up", startup, "-", float("nan"))
+
+
+def _delete_prefix(url):
+    """Removes the benchmark's objects from the local store."""
+    from rf_pipelines import clients, config
+    from rf_pipelines.targets import files
+
+    bucket, prefix = files.split_s3(url)
+    s3 = clients.aws_client("s3", config.settings().s3_endpoint_url)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", ())]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})

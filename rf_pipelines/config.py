@@ -44,6 +44,7 @@ PORT_ENV = {
     "moto": "RF_MOTO_PORT",
     "spark": "RF_SPARK_PORT",
     "spark_ui": "RF_SPARK_UI_PORT",
+    "spark_worker_ui": "RF_SPARK_WORKER_UI_PORT",
 }
 _GRPC_OFFSET = 10000
 
@@ -273,8 +274,7 @@ def local_ports():
     """Ports of the local services: the defaults, all moved by ``RF_PORT_BASE`` (luigid at
     the base, then PostgreSQL, the S3 store, moto, SeaweedFS's master, volume and filer, and
     the Spark master, its web UI and the Spark worker's web UI), and luigid, PostgreSQL, the
-    store, moto, the Spark master and its UI each set on its own by its ``RF_*_PORT``
-    variable.
+    store, moto and the three Spark ports each set on its own by its ``RF_*_PORT`` variable.
 
     Raises:
         ConfigError: a value is not a port that leaves room for SeaweedFS's gRPC ports.
@@ -508,3 +508,14 @@ def spark_master():
 def is_local_master(master):
     """True for ``local`` and ``local[...]``: Spark inside the submitting process."""
     return master == "local" or master.startswith("local[")
+
+
+def spark_executor_wait_s():
+    """How long the tile job on a cluster may be without any executor before it fails:
+    ``RF_SPARK_EXECUTOR_WAIT_S``, default 300 seconds.
+
+    Raises:
+        ConfigError: not a positive number of seconds.
+    """
+    value = os.environ.get("RF_SPARK_EXECUTOR_WAIT_S", "").strip()
+    return parse_positive_int(value, "RF_SPARK_EXECUTOR_WAIT_S") if value else 300

@@ -157,10 +157,16 @@ def _wait_until(name, check, timeout=START_TIMEOUT_S, log=None):
         if check():
             return
         time.sleep(0.2)
-    tail = ""
-    if log and Path(log).exists():
-        tail = " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-5:])
-    raise ServiceUnavailable(f"{name} did not become ready within {timeout} s; log: {log} {tail}")
+    raise ServiceUnavailable(
+        f"{name} did not become ready within {timeout} s; log: {log} {_tail(log) if log else ''}"
+    )
+
+
+def _tail(log, lines=5):
+    """The last lines of a service's log, on one line."""
+    if not Path(log).exists():
+        return ""
+    return " | ".join(Path(log).read_text(errors="replace").strip().splitlines()[-lines:])
 
 
 def _http_ok(url):
@@ -472,6 +478,10 @@ SPARK = "spark"
 SPARK_WORKER_CORES_ENV = "RF_SPARK_WORKER_CORES"
 SPARK_WORKER_MEMORY_ENV = "RF_SPARK_WORKER_MEMORY"
 SPARK_DAEMON_MEMORY = "256m"  # the master's and worker's own JVMs, not the executors'
+# Two JVMs starting on a busy machine take longer than the other services.
+SPARK_START_TIMEOUT_S = 180
+# Executors ask for Spark's default 1g each: a smaller worker would never start one.
+SPARK_MIN_WORKER_MB = 1024
 
 
 def _spark_class():
@@ -501,7 +511,13 @@ def spark_worker_resources():
     memory = os.environ.get(SPARK_WORKER_MEMORY_ENV, "1g").strip().lower()
     if not re.fullmatch(r"[1-9]\d*[mg]", memory):
         raise ConfigError(
-            f"{SPARK_WORKER_MEMORY_ENV}: {memory!r} is not an amount of memory; use e.g. 512m or 2g"
+            f"{SPARK_WORKER_MEMORY_ENV}: {memory!r} is not an amount of memory; use e.g. 1g or 4g"
+        )
+    megabytes = int(memory[:-1]) * (1024 if memory.endswith("g") else 1)
+    if megabytes < SPARK_MIN_WORKER_MB:
+        raise ConfigError(
+            f"{SPARK_WORKER_MEMORY_ENV}: {memory} is less than the 1g an executor asks for; "
+            "use at least 1g"
         )
     return int(cores), memory
 
@@ -522,9 +538,13 @@ def spark_status():
 
 
 def _spark_ready():
-    """The master answers and has at least one live worker."""
+    """Our master answers (on its own port: not one Spark moved to) and has a live worker."""
     page = spark_status()
-    return bool(page and any(w.get("state") == "ALIVE" for w in page.get("workers", ())))
+    return bool(
+        page
+        and page.get("url") == spark_urls()[0]
+        and any(w.get("state") == "ALIVE" for w in page.get("workers", ()))
+    )
 
 
 def _spark_env(folder):
@@ -535,22 +555,50 @@ def _spark_env(folder):
         "SPARK_LOG_DIR": str(folder / "logs"),
         # No REST submission server: it would take the fixed port 6066 (two stacks collide),
         # and applications are submitted in client mode through the master's port anyway.
-        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+        # A taken port fails the start instead of moving to the next one (Spark's default
+        # tries 16 more, landing a master on its UI's port or on luigid's).
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false -Dspark.port.maxRetries=0",
+        # Applications' folders (the shipped archive, executor logs) go after a day.
+        "SPARK_WORKER_OPTS": "-Dspark.port.maxRetries=0 -Dspark.worker.cleanup.enabled=true "
+        "-Dspark.worker.cleanup.appDataTtl=86400",
         # Executors inherit the worker's environment: the local store's dummy keys unless
         # this shell has credentials of its own (on a real cluster: the hosts' IAM role).
         **{key: os.environ.get(key) or value for key, value in LOCAL_AWS.items()},
     }
 
 
+@contextlib.contextmanager
+def _spark_lock(home):
+    """One start or stop of the cluster at a time: two at once would each spawn a master."""
+    import fcntl
+
+    folder = services_dir(home) / SPARK
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _ours_alive(folder):
+    """The process of ``folder/pid`` runs and is the one started there (not a reused pid)."""
+    pid = _read_pid(folder / "pid")
+    return bool(pid and pid_alive(pid) and _started_here(pid, folder))
+
+
 def start_spark(home):
     """A Spark standalone master and one worker (bounded cores and memory) on 127.0.0.1,
     from pyspark's ``bin/spark-class``."""
+    with _spark_lock(home):
+        _start_spark(home)
+
+
+def _start_spark(home):
     folder = services_dir(home) / SPARK
     cores, memory = spark_worker_resources()
     ports = local_ports()
     spark_class = _spark_class()
     master, _ = spark_urls()
-    if not _alive(folder / "master"):
+    if not _ours_alive(folder / "master"):
         _spawn(
             folder / "master",
             [
@@ -565,7 +613,7 @@ def start_spark(home):
             ],
             env=_spark_env(folder / "master"),
         )
-    if not _alive(folder / "worker"):
+    if not _ours_alive(folder / "worker"):
         _spawn(
             folder / "worker",
             [
@@ -587,8 +635,28 @@ def start_spark(home):
         )
 
 
+def _wait_for_spark(home):
+    """Until the master and a live worker answer; a part whose process died (a port taken)
+    fails at once with the tail of its log."""
+    folder = services_dir(home) / SPARK
+
+    def ready():
+        for part in ("master", "worker"):
+            if not _ours_alive(folder / part):
+                log = folder / part / "log"
+                raise ServiceUnavailable(f"spark {part} exited; log: {log} {_tail(log)}")
+        return _spark_ready()
+
+    _wait_until("spark", ready, timeout=SPARK_START_TIMEOUT_S, log=folder / "worker" / "log")
+
+
 def stop_spark(home):
     """The worker (and the executors it started, in its process group), then the master."""
+    with _spark_lock(home):
+        _stop_spark(home)
+
+
+def _stop_spark(home):
     for part in ("worker", "master"):
         folder = services_dir(home) / SPARK / part
         pid = _read_pid(folder / "pid")
@@ -601,7 +669,7 @@ def stop_spark(home):
 
 def spark_running(home):
     folder = services_dir(home) / SPARK
-    return _alive(folder / "master") and _alive(folder / "worker") and _spark_ready()
+    return _ours_alive(folder / "master") and _ours_alive(folder / "worker") and _spark_ready()
 
 
 def spark_env(home):
@@ -654,7 +722,7 @@ def start(home, names=NAMES):
         if name in _READY:
             _wait_until(name, _READY[name], log=folder / name / "log")
     if SPARK in names:
-        _wait_until("spark", _spark_ready, log=folder / SPARK / "worker" / "log")
+        _wait_for_spark(home)
 
 
 def stop(home, names=ALL_NAMES):

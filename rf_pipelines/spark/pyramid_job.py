@@ -5,10 +5,55 @@ windows of its tiles, and writes the PNGs to the data root. No pixel passes thro
 driver.
 """
 
+import contextlib
 import os
+import threading
+import time
 
 from rf_pipelines.imagery import pyramid
 from rf_pipelines.targets import files
+
+
+class NoExecutors(RuntimeError):
+    """The application had no executor for too long: the cluster has no free cores or
+    memory for it, or went away under it."""
+
+
+def executor_count(sc):
+    """Executors the application holds now (the driver, which the count includes, aside)."""
+    return sc._jsc.sc().getExecutorMemoryStatus().size() - 1
+
+
+@contextlib.contextmanager
+def executors_watched(sc, master, wait_s, poll_s=1.0):
+    """Runs the block; once the application has had no executor for ``wait_s`` seconds, its
+    jobs are cancelled and the block's failure is ``NoExecutors``. Spark itself would wait
+    for resources, or for a lost master to come back, for ever."""
+    state = {"since": time.monotonic(), "lost": False}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.wait(poll_s):
+            if executor_count(sc) > 0:
+                state["since"] = time.monotonic()
+            elif time.monotonic() - state["since"] > wait_s:
+                state["lost"] = True
+                sc.cancelAllJobs()
+                return
+
+    watcher = threading.Thread(target=watch, name="executors-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    except Exception as err:
+        if state["lost"]:
+            raise NoExecutors(
+                f"no executor of {master} for {wait_s:g} s (no free cores or memory for this "
+                "application, or the cluster went away); see the master's web UI"
+            ) from err
+        raise
+    finally:
+        stop.set()
 
 
 def render_pyramid(sc, cog_url, out_url, plan, partitions=None):

@@ -31,7 +31,7 @@ from luigi.contrib.spark import PySparkTask
 from rf_pipelines import config, operations, services
 from rf_pipelines.catalog import db, scenes
 from rf_pipelines.catalog.statuses import IngestStatus
-from rf_pipelines.errors import ConfigError, RfError
+from rf_pipelines.errors import ConfigError, RfError, ServiceUnavailable
 from rf_pipelines.imagery import pyramid
 from rf_pipelines.targets import files
 from rf_pipelines.tasks.base import RfTask
@@ -64,10 +64,6 @@ class _SceneTask(RfTask):
     def on_failure(self, exception):
         message = super().on_failure(exception)
         text = str(exception)
-        if isinstance(exception, ExternalProgramRunError):
-            # Its text ends with the program's environment: the reason is the driver's last
-            # stderr line (its exception), never the environment.
-            text = exception.err or exception.message
         short = (text.strip().splitlines() or [type(exception).__name__])[-1]
         try:
             self.set_status(IngestStatus.FAILED, f"{self.task_family}: {short[:500]}")
@@ -175,21 +171,32 @@ class RenderTiles(_SceneTask, PySparkTask):
             "success": self.output().path,
             "written_by": self.written_by,
             "plan": plan,
+            "master": master,
+            "executor_wait_s": config.spark_executor_wait_s(),
         }
         folder = tempfile.mkdtemp(prefix="rf-spark-")
         try:
             self.package_archive = package_archive(folder)
             super().run()
+        except ExternalProgramRunError as err:
+            # Its text holds spark-submit's whole environment, credentials included: it
+            # must reach no log, no luigid page and no message. The driver's error does.
+            why = driver_error(err.out or "", err.err or "")
+            raise SparkJobFailed(f"{why} ({err.message.rstrip(':')})") from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.report_progress("tiles rendered", 100)
 
     def main(self, sc, *args):
-        from rf_pipelines.spark.pyramid_job import render_pyramid
+        from rf_pipelines.spark.pyramid_job import executors_watched, render_pyramid
 
         pinned = self.pinned
         plan = pinned["plan"]
-        counts = render_pyramid(sc, pinned["cog"], pinned["folder"], plan)
+        if config.is_local_master(pinned["master"]):
+            counts = render_pyramid(sc, pinned["cog"], pinned["folder"], plan)
+        else:
+            with executors_watched(sc, pinned["master"], pinned["executor_wait_s"]):
+                counts = render_pyramid(sc, pinned["cog"], pinned["folder"], plan)
         files.write_bytes(
             files.join(pinned["folder"], "plan.json"),
             json.dumps({**plan, **counts, "written_by": pinned["written_by"]}).encode(),
@@ -197,21 +204,72 @@ class RenderTiles(_SceneTask, PySparkTask):
         files.write_bytes(pinned["success"], b"")
 
 
+class SparkJobFailed(RfError):
+    """spark-submit failed; the message is the driver's error."""
+
+
+def driver_error(stdout, stderr):
+    """The exception line of the Python driver's last traceback (spark-submit passes the
+    driver's stderr to its stdout, and Spark logs its shutdown after it), else the last line
+    of spark-submit's stderr."""
+    for text in (stdout, stderr):
+        lines = text.strip().splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+        if starts:
+            for line in lines[starts[-1] + 1 :]:
+                if line and not line[0].isspace():
+                    return line
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def checked_master():
     """The Spark master, checked against the data root: executors on a cluster read the COG
     and write the tiles through the object store, never through a local folder.
 
     Raises:
-        ConfigError: the master is malformed, or a cluster's with a local data root.
+        ConfigError: the master is malformed, or a cluster's with a local data root, or the
+            deploy mode is cluster (Spark runs no Python application so on a standalone
+            cluster; this driver runs in the Luigi worker).
+        ServiceUnavailable: a ``spark://`` master does not answer.
     """
     master = config.spark_master()
+    config.spark_executor_wait_s()
+    if config.is_local_master(master):
+        return master
     root = config.settings().data_root
-    if not config.is_local_master(master) and not files.is_s3(root):
+    if not files.is_s3(root):
         raise ConfigError(
             f"RF_DATA_ROOT: {root} is a local folder, which the executors of {master} cannot "
             "read or write; use an s3:// data root, or RF_SPARK_MASTER=local[2]"
         )
+    mode = luigi.configuration.get_config().get("spark", "deploy-mode", None)
+    if mode and mode.strip() != "client":
+        raise ConfigError(
+            f"[spark] deploy-mode in luigi.cfg: {mode!r}; the tile job's driver runs in the "
+            "Luigi worker, use client (or leave it out)"
+        )
+    if master.startswith("spark://"):
+        _answering(master)
     return master
+
+
+def _answering(master):
+    """Raises ServiceUnavailable unless one of a ``spark://`` URL's masters accepts a TCP
+    connection (spark-submit would retry for a minute before saying so)."""
+    import socket
+
+    for address in master[len("spark://") :].split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+            return
+        except OSError:
+            continue
+    raise ServiceUnavailable(
+        f"RF_SPARK_MASTER: no Spark master answers at {master}; start the cluster "
+        "(`rf-pipelines services start spark` locally) or point RF_SPARK_MASTER elsewhere"
+    )
 
 
 def package_archive(folder):
@@ -222,8 +280,9 @@ def package_archive(folder):
     root = Path(rf_pipelines.__file__).parent
     path = Path(folder) / "rf_pipelines.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for item in sorted(root.rglob("*")):
-            if item.is_file() and "__pycache__" not in item.parts and item.suffix != ".pyc":
+        # Its modules only: code run on executors reads no package data.
+        for item in sorted(root.rglob("*.py")):
+            if "__pycache__" not in item.parts:
                 archive.write(item, Path("rf_pipelines") / item.relative_to(root))
     return str(path)
 

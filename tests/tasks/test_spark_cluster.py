@@ -7,17 +7,21 @@ through the object store."""
 import json
 import os
 import re
+import subprocess
+import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
 from click.testing import CliRunner
 
-from rf_pipelines import services, uploading
+from rf_pipelines import config, services, uploading
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.cli import cli
+from rf_pipelines.errors import ConfigError
 from rf_pipelines.targets import files
-from rf_pipelines.tasks import ProcessUpload
+from rf_pipelines.tasks import ProcessUpload, RenderTiles
 from rf_pipelines.tasks.runner import build
 from tests import rasters
 from tests.conftest import HOME
@@ -144,10 +148,96 @@ def _java_processes_of(folder):
     return found
 
 
-def test_the_cluster_is_started_stopped_and_exported_from_the_command_line(
-    spark_cluster, settings_env
+BLOCKER = """
+import sys, time
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master(sys.argv[1]).appName("blocker")
+         .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+         .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+spark.sparkContext.parallelize(range(4), 4).count()  # the worker's cores are this app's now
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes it
+spark.stop()
+"""
+
+
+@pytest.fixture()
+def cores_taken(spark_cluster):
+    """Another application holding every core of the cluster while the test runs."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKER, spark_cluster[0]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        yield proc
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_an_application_without_executors_fails_instead_of_waiting_for_ever(
+    spark_cluster, cores_taken, s3_root, database_url, settings_env
 ):
-    """Last of the module: it stops the session's cluster and starts it again."""
+    master, ui = spark_cluster
+    settings_env.setenv("RF_SPARK_MASTER", master)
+    settings_env.setenv("RF_SPARK_EXECUTOR_WAIT_S", "10")
+    scene_id = _uploaded_scene(database_url)
+    waiting = [a for a in _status_page(ui)["activeapps"] if a["name"] == "blocker"]
+    assert waiting and waiting[0]["cores"] == 2, _status_page(ui)["activeapps"]
+
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["ingest", scene_id])
+    assert result.exit_code == 3, result.output
+    assert time.monotonic() - started < 240
+    with db.connect(database_url) as conn:
+        scene = scenes.get_scene(conn, scene_id)
+    assert scene["ingest_status"] == "FAILED"
+    assert scene["status_reason"].startswith("RenderTiles: ")
+    assert f"no executor of {master} for 10 s" in scene["status_reason"], scene
+    # What luigid shows of the failure is the driver's error, not spark-submit's
+    # environment (luigi's ExternalProgramRunError prints it whole, credentials included).
+    task_id = RenderTiles(scene_id=scene_id).task_id
+    query = urllib.parse.quote(json.dumps({"task_id": task_id}))
+    with urllib.request.urlopen(f"{config.scheduler_url()}/api/fetch_error?data={query}") as resp:
+        shown = json.loads(resp.read())["response"]["error"]
+    assert "NoExecutors: no executor of" in shown, shown
+    assert "AWS_SECRET_ACCESS_KEY" not in shown + result.output
+    # The cluster's cores come back: the same command then ingests the scene.
+    cores_taken.stdin.close()
+    cores_taken.wait(timeout=60)
+    settings_env.delenv("RF_SPARK_EXECUTOR_WAIT_S")
+    again = CliRunner().invoke(cli, ["ingest", scene_id])
+    assert again.exit_code == 0, again.output
+
+
+def test_a_master_that_does_not_answer_is_one_line_before_anything_runs(
+    s3_root, database_url, settings_env
+):
+    settings_env.setenv("RF_SPARK_MASTER", "spark://127.0.0.1:9")
+    scene_id = _uploaded_scene(database_url)
+    result = CliRunner().invoke(cli, ["ingest", scene_id])
+    assert result.exit_code == 75, result.output
+    assert result.output.startswith(
+        "Error: RF_SPARK_MASTER: no Spark master answers at spark://127.0.0.1:9;"
+    )
+    with db.connect(database_url) as conn:
+        assert scenes.get_scene(conn, scene_id)["ingest_status"] == "NOTINGESTED"
+
+
+def test_the_cluster_is_started_stopped_and_exported_from_the_command_line(
+    spark_cluster, cores_taken, settings_env
+):
+    """Stops the session's cluster while an application's executors run, and starts it
+    again."""
     settings_env.setenv("RF_HOME", str(HOME))
     master, ui = spark_cluster
     env = CliRunner().invoke(cli, ["services", "env"]).output.splitlines()
@@ -159,7 +249,9 @@ def test_the_cluster_is_started_stopped_and_exported_from_the_command_line(
     assert (worker["state"], worker["cores"], worker["memory"]) == ("ALIVE", 2, 1024)
 
     folder = HOME / "services" / "spark"
-    assert _java_processes_of(folder)
+    running = _java_processes_of(folder)
+    executors = [p for p in running if "/worker/work/app-" in os.readlink(f"/proc/{p}/cwd")]
+    assert len(running) > 2 and executors, running  # master, worker, the blocker's executor
     stopped = CliRunner().invoke(cli, ["services", "stop", "spark"])
     assert stopped.exit_code == 0, stopped.output
     assert not _java_processes_of(folder)
@@ -179,9 +271,27 @@ def test_the_worker_takes_its_bounds_from_the_environment(settings_env):
     settings_env.setenv(services.SPARK_WORKER_CORES_ENV, "3")
     settings_env.setenv(services.SPARK_WORKER_MEMORY_ENV, "1536M")
     assert services.spark_worker_resources() == (3, "1536m")
+    settings_env.setenv(services.SPARK_WORKER_MEMORY_ENV, "512m")
+    with pytest.raises(ConfigError, match="less than the 1g an executor asks for"):
+        services.spark_worker_resources()
     settings_env.setenv(services.SPARK_WORKER_MEMORY_ENV, "lots")
     result = CliRunner().invoke(cli, ["services", "start", "spark"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "Error: RF_SPARK_WORKER_MEMORY: 'lots' is not an amount of memory; use e.g. 512m or 2g"
+        "Error: RF_SPARK_WORKER_MEMORY: 'lots' is not an amount of memory; use e.g. 1g or 4g"
     ]
+
+
+def test_executors_get_the_store_settings_and_never_credentials(s3_root, settings_env):
+    settings_env.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-of-this-test")
+    settings_env.setenv("AWS_SESSION_TOKEN", "t0ken-of-this-test")
+    settings_env.setenv("RF_S3_ACCESS", "s3://bucket-a=unsigned,s3://bucket-b/x=requester-pays")
+    task = RenderTiles(scene_id="6f1b5a3e-8a4c-4e8e-9a36-3a1b7c0f0c11")
+    conf = task.conf
+    assert conf["spark.executorEnv.RF_DATA_ROOT"] == s3_root
+    assert conf["spark.executorEnv.AWS_ENDPOINT_URL_S3"] == config.settings().s3_endpoint_url
+    assert config.parse_s3_access(conf["spark.executorEnv.RF_S3_ACCESS"], "test") == (
+        config.settings().s3_access
+    )
+    command = " ".join(task.spark_command())
+    assert "s3cr3t" not in command and "t0ken" not in command
