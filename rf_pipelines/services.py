@@ -599,6 +599,7 @@ def _start_spark(home):
     spark_class = _spark_class()
     master, _ = spark_urls()
     if not _ours_alive(folder / "master"):
+        _fresh_log(folder / "master")
         _spawn(
             folder / "master",
             [
@@ -614,6 +615,7 @@ def _start_spark(home):
             env=_spark_env(folder / "master"),
         )
     if not _ours_alive(folder / "worker"):
+        _fresh_log(folder / "worker")
         _spawn(
             folder / "worker",
             [
@@ -635,17 +637,39 @@ def _start_spark(home):
         )
 
 
+def _fresh_log(folder):
+    """The log of this start alone (the last one's kept as ``log.previous``): readiness is
+    read from it."""
+    log = folder / "log"
+    if log.exists():
+        log.replace(folder / "log.previous")
+
+
+def _logged(folder, text):
+    try:
+        return text in (folder / "log").read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def _wait_for_spark(home):
     """Until the master and a live worker answer; a part whose process died (a port taken)
     fails at once with the tail of its log."""
     folder = services_dir(home) / SPARK
+    master = spark_urls()[0]
 
     def ready():
         for part in ("master", "worker"):
             if not _ours_alive(folder / part):
                 log = folder / part / "log"
                 raise ServiceUnavailable(f"spark {part} exited; log: {log} {_tail(log)}")
-        return _spark_ready()
+        # Ours, not another stack's on the same port: our master's log says it leads, and
+        # our worker's that it registered with it.
+        return (
+            _logged(folder / "master", "New state: ALIVE")
+            and _logged(folder / "worker", f"Successfully registered with master {master}")
+            and _spark_ready()
+        )
 
     _wait_until("spark", ready, timeout=SPARK_START_TIMEOUT_S, log=folder / "worker" / "log")
 
@@ -722,7 +746,11 @@ def start(home, names=NAMES):
         if name in _READY:
             _wait_until(name, _READY[name], log=folder / name / "log")
     if SPARK in names:
-        _wait_for_spark(home)
+        try:
+            _wait_for_spark(home)
+        except ServiceUnavailable:
+            stop_spark(home)  # a worker whose master failed would wait for it for ever
+            raise
 
 
 def stop(home, names=ALL_NAMES):

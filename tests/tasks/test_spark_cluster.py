@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from rf_pipelines import config, services, uploading
 from rf_pipelines.catalog import db, scenes, uploads
 from rf_pipelines.cli import cli
-from rf_pipelines.errors import ConfigError
+from rf_pipelines.errors import ConfigError, ServiceUnavailable
 from rf_pipelines.targets import files
 from rf_pipelines.tasks import ProcessUpload, RenderTiles
 from rf_pipelines.tasks.runner import build
@@ -123,6 +123,18 @@ def test_a_malformed_master_is_one_line_naming_it(database_url, settings_env):
         "Error: RF_SPARK_MASTER: 'spark//nowhere' is not a Spark master; use local[N], "
         "spark://HOST:PORT, yarn or k8s://URL"
     ]
+
+
+def test_a_port_taken_fails_the_start_and_leaves_nothing_running(spark_cluster, tmp_path):
+    """A second stack on the same ports (the session's cluster holds them): Spark would move
+    to the next free port; here the start fails at once, naming the log."""
+    other = tmp_path / "other-home"
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="spark master exited; log: "):
+        services.start(other, [services.SPARK])
+    assert time.monotonic() - started < services.SPARK_START_TIMEOUT_S
+    assert not _java_processes_of(other)
+    assert services.spark_running(HOME)  # the session's cluster is untouched
 
 
 def test_an_unknown_service_name_is_one_line():
