@@ -57,6 +57,8 @@ setup(
             "wheel>=0.40",
             # Property-based tests of the status machines.
             "hypothesis>=6.100",
+            # Reads docker-compose.yml in tests/test_worker_hosts.py (no Docker engine in CI).
+            "pyyaml>=6.0",
         ],
     },
     entry_points={"console_scripts": ["rf-pipelines=rf_pipelines.cli:main"]},

@@ -372,7 +372,10 @@ class RegisterUploadScene(UploadFileTask):
             "footprints": inputs["footprints"].path,
         }
         with self.output().transaction() as conn:
-            upload = uploads.get_upload(conn, self.upload_id)
+            # The upload's row lock first: the scene rows take a key-share lock on it and
+            # settling the upload (at the end) its update lock, so two files registering at
+            # once (two hosts' batches) would each wait for the other: a deadlock.
+            upload = uploads.get_upload(conn, self.upload_id, lock=True)
             scene, images, thumbnail_rows = records.upload_scene_records(
                 ids={
                     "scene_id": scene_id,

@@ -435,3 +435,49 @@ def test_conversions_running_at_once_reserve_their_room(tmp_path, monkeypatch, s
     (tmp_path / "scratch" / ".rf-room").write_text(json.dumps({f"{dead.pid}-x": 90_000}))
     with files.room({scratch: 60_000}, "COG of c.tif"):
         pass
+
+
+def test_two_files_registered_at_once_do_not_deadlock(
+    data_root, database_url, tmp_path, monkeypatch
+):
+    """Two batches of one upload on two hosts register their files at the same moment: each
+    transaction writes its scene (a key-share lock on the upload's row), then settles the
+    upload (its update lock). Both got as far as settling, then waited for each other until
+    PostgreSQL killed one ("deadlock detected"). A barrier holds each registration just
+    before it settles until the other one is there too, or for 3 s."""
+    import threading
+
+    upload_id = str(
+        uploading.create_upload([str(p) for p in _folder(tmp_path / "in", 2).iterdir()], "ivy")
+    )
+    names = [f"tile_{i:03d}.tif" for i in range(2)]
+    build(
+        [upload_tasks.WriteStacItem(upload_id=upload_id, filename=n) for n in names],
+        local_scheduler=True,
+    )
+    barrier = threading.Barrier(2, timeout=3)
+    original = uploads.file_succeeded
+
+    def succeeded(*args, **kwargs):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other one waits for this one's lock: go on
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "file_succeeded", succeeded)
+    errors = []
+
+    def register(name):
+        try:
+            upload_tasks.RegisterUploadScene(upload_id=upload_id, filename=name).work()
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=register, args=(n,)) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert _summary(database_url, upload_id)["status"] == "COMPLETE"
