@@ -1,9 +1,11 @@
 """Imported scenes and the bookkeeping of import days: batch upserts, failures, day status."""
 
+import csv
+import io
 import logging
 
 import psycopg2
-from psycopg2.extras import execute_values
+from psycopg2.extras import Json, execute_values
 
 from rf_pipelines import ids
 from rf_pipelines.catalog import db
@@ -57,6 +59,83 @@ def upsert_scenes(conn, records, written_by):
             page_size=1000,
         )
     return len(values)
+
+
+def copy_scenes(conn, records, written_by, kept_writers):
+    """Loads imported scenes with COPY into a temporary table, then merges them into scenes
+    in one statement: the rows ``upsert_scenes`` writes, under its rule that a product of a
+    known scene replaces it only when it ranks at least as high. A product already stored
+    from the same import source by one of ``kept_writers`` is left as it is, so reading the
+    same records again changes no row (not even ``modified_at``).
+
+    Returns:
+        (written, unchanged): scenes inserted or updated, and scenes left as they were.
+    """
+    if not records:
+        return 0, 0
+    sources = {}
+    for name in {r["datasource"] for r in records}:
+        sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
+    unique = {}
+    for record in records:
+        key = scene_id(record)
+        if key not in unique or _rank(record) >= _rank(unique[key]):
+            unique[key] = record
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerows(
+        map(
+            _copy_values,
+            (_scene_values(r, sources[r["datasource"]], written_by) for r in unique.values()),
+        )
+    )
+    text.seek(0)
+    columns = ", ".join(_SCENE_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        cur.copy_expert(f"COPY scene_stage ({columns}) FROM STDIN WITH (FORMAT csv)", text)
+        cur.execute(
+            f"INSERT INTO scenes ({columns}) SELECT {columns} FROM scene_stage "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
+            "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
+            ">= COALESCE(scenes.scene_metadata->>'product_rank', '') "
+            "AND NOT (scenes.scene_metadata->>'product_id' "
+            "= EXCLUDED.scene_metadata->>'product_id' "
+            "AND scenes.scene_metadata->>'import_source' "
+            "IS NOT DISTINCT FROM EXCLUDED.scene_metadata->>'import_source' "
+            "AND scenes.written_by = ANY(%s))",
+            (list(kept_writers),),
+        )
+        written = cur.rowcount
+    return written, len(unique) - written
+
+
+def _copy_values(values):
+    """A scene row's values as COPY's CSV fields: NULL as an empty field, jsonb as JSON
+    text, text[] as an array literal."""
+    return [_copy_field(v) for v in values]
+
+
+def _copy_field(value):
+    if value is None:
+        return None
+    if isinstance(value, Json):
+        return value.dumps(value.adapted)
+    if isinstance(value, list):
+        return "{" + ",".join(_array_item(v) for v in value) + "}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _array_item(value):
+    if value is None:
+        return "NULL"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _rank(record):
@@ -186,6 +265,22 @@ def clear_failures(conn, source, day, refs):
         cur.execute(
             "DELETE FROM import_failures WHERE source = %s AND day = %s AND ref = ANY(%s)",
             (source, day, list(refs)),
+        )
+
+
+def forget_failures(conn, source, refs_by_day):
+    """Forgets failures of scenes now imported, ``{day: [ref, ...]}``, in one statement."""
+    pairs = [(day, ref) for day, refs in refs_by_day.items() for ref in refs]
+    if not pairs:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM import_failures WHERE source = %s)", (source,))
+        if not cur.fetchone()[0]:
+            return  # nothing to forget: the usual case, without a join on every ref
+        cur.execute(
+            "DELETE FROM import_failures f USING unnest(%s::date[], %s::text[]) AS d(day, ref) "
+            "WHERE f.source = %s AND f.day = d.day AND f.ref = d.ref",
+            ([day for day, _ in pairs], [ref for _, ref in pairs], source),
         )
 
 
