@@ -304,6 +304,8 @@ def landsat_from_item(record, props):
     metadata files and times stay the item's (``merge_landsat_mtl`` takes them from the MTL).
     A record whose product id is no Landsat product id is returned as it is."""
     parts = record["product_id"].split("_")
+    if len(parts) == 6:  # Earth Search's ids leave out the processing date
+        parts = parts[:4] + [""] + parts[4:]
     if len(parts) != 7 or not parts[0][2:].isdigit() or not parts[5].isdigit():
         return record
     instruments = props.get("instruments")
