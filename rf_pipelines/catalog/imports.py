@@ -1,16 +1,15 @@
 """Imported scenes and the bookkeeping of import days: batch upserts, failures, day status."""
 
-import csv
 import io
 import logging
 
 import psycopg2
-from psycopg2.extras import Json, execute_values
+from psycopg2.extras import execute_values
 
 from rf_pipelines import ids
 from rf_pipelines.catalog import db
 from rf_pipelines.catalog.datasources import upsert_datasource
-from rf_pipelines.catalog.rows import jsonb
+from rf_pipelines.catalog.rows import _dumps, jsonb
 from rf_pipelines.catalog.scenes import SCENE_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -79,27 +78,24 @@ def copy_scenes(conn, records, written_by, kept_writers):
     unique = {}
     for record in records:
         key = scene_id(record)
-        if key not in unique or _rank(record) >= _rank(unique[key]):
-            unique[key] = record
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerows(
-        map(
-            _copy_values,
-            (_scene_values(r, sources[r["datasource"]], written_by) for r in unique.values()),
+        if key not in unique or _rank(record) >= _rank(unique[key][1]):
+            unique[key] = (key, record)
+    text = io.StringIO(
+        "".join(
+            _copy_line(key, r, sources[r["datasource"]], written_by) for key, r in unique.values()
         )
     )
-    text.seek(0)
-    columns = ", ".join(_SCENE_COLUMNS)
+    columns = ", ".join(_COPY_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
     with conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
-        cur.copy_expert(f"COPY scene_stage ({columns}) FROM STDIN WITH (FORMAT csv)", text)
+        cur.copy_expert(f"COPY scene_stage ({columns}) FROM STDIN", text)
         cur.execute(
-            f"INSERT INTO scenes ({columns}) SELECT {columns} FROM scene_stage "
+            f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) "
+            f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scene_stage "
             f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
             "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
             ">= COALESCE(scenes.scene_metadata->>'product_rank', '') "
@@ -114,22 +110,76 @@ def copy_scenes(conn, records, written_by, kept_writers):
     return written, len(unique) - written
 
 
-def _copy_values(values):
-    """A scene row's values as COPY's CSV fields: NULL as an empty field, jsonb as JSON
-    text, text[] as an array literal."""
-    return [_copy_field(v) for v in values]
+# The columns COPY fills, in the order _copy_line writes them.
+_COPY_COLUMNS = (
+    "id",
+    "name",
+    "owner",
+    "datasource_id",
+    "visibility",
+    "acquisition_date",
+    "cloud_cover",
+    "sun_azimuth",
+    "sun_elevation",
+    "tile_footprint_4326",
+    "tile_footprint_3857",
+    "data_footprint_4326",
+    "data_footprint_3857",
+    "scene_metadata",
+    "metadata_files",
+    "thumbnail_status",
+    "boundary_status",
+    "written_by",
+)
+# COPY's text format: a backslash starts an escape; tabs and line ends end fields and rows.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_field(value):
-    if value is None:
-        return None
-    if isinstance(value, Json):
-        return value.dumps(value.adapted)
-    if isinstance(value, list):
-        return "{" + ",".join(_array_item(v) for v in value) + "}"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+def _copy_line(key, record, datasource_id, written_by):
+    """A scene row in COPY's text format: the values ``_scene_values`` gives."""
+    metadata = {
+        **record["scene_metadata"],
+        "product_id": record["product_id"],
+        "product_rank": _rank(record),
+        "bands": record["bands"],
+        "thumbnails": record["thumbnails"],
+    }
+    data, tile = record["footprints"]["data"], record["footprints"]["tile"]
+    tile_4326, tile_3857 = _dumps(tile["4326"]), _dumps(tile["3857"])
+    same = data is tile  # one footprint for both, as imports make them: written once
+    fields = (
+        str(key),
+        record["scene_key"],
+        IMPORT_OWNER,
+        str(datasource_id),
+        "PUBLIC",
+        record["acquisition_date"].isoformat(),
+        _copy_number(record["cloud_cover"]),
+        _copy_number(record["sun_azimuth"]),
+        _copy_number(record["sun_elevation"]),
+        tile_4326,
+        tile_3857,
+        tile_4326 if same else _dumps(data["4326"]),
+        tile_3857 if same else _dumps(data["3857"]),
+        _dumps(metadata),
+        "{" + ",".join(map(_array_item, record["metadata_files"])) + "}",
+        "SUCCESS",
+        "SUCCESS",
+        written_by,
+    )
+    return "\t".join(map(_copy_text, fields)) + "\n"
+
+
+def _copy_text(field):
+    if field is None:
+        return "\\N"
+    if "\\" in field or "\t" in field or "\n" in field or "\r" in field:
+        return field.translate(_COPY_ESCAPES)
+    return field  # the usual case: nothing to escape
+
+
+def _copy_number(value):
+    return None if value is None else repr(float(value))
 
 
 def _array_item(value):

@@ -55,21 +55,53 @@ _PROPERTIES = (
 )
 
 
-def columns(schema):
-    """The columns of a stac-geoparquet ``schema`` that records are made from.
+# The asset fields scene_record reads (a band's raster:bands for its resolution alone).
+_ASSET_FIELDS = (
+    "href",
+    "type",
+    "roles",
+    "gsd",
+    "eo:bands.name",
+    "eo:bands.common_name",
+    "eo:bands.center_wavelength",
+    "eo:bands.full_width_half_max",
+    "raster:bands.spatial_resolution",
+)
+
+
+def columns(parquet):
+    """The columns of an opened stac-geoparquet file (``pyarrow.parquet.ParquetFile``) that
+    records are made from: of the assets, only the fields scene_record reads (most of a
+    file's columns are other asset fields).
 
     Raises:
         InvalidInput: the file has no ``id`` or ``geometry`` column (not stac-geoparquet).
     """
-    missing = [name for name in ("id", "geometry") if name not in schema.names]
+    names = parquet.schema_arrow.names
+    missing = [name for name in ("id", "geometry") if name not in names]
     if missing:
         raise InvalidInput(
             f"no {' and no '.join(missing)} column: not a stac-geoparquet file of STAC items"
         )
-    return [name for name in (*_CORE, *_PROPERTIES) if name in schema.names]
+    chosen = [name for name in (*_CORE, *_PROPERTIES) if name in names and name != "assets"]
+    if "assets" not in names:
+        return chosen
+    keys = [field.name for field in parquet.schema_arrow.field("assets").type]
+    if any("." in key for key in keys):
+        return [*chosen, "assets"]  # a key like "mtl.json" cannot be named in a column path
+    paths = [parquet.schema.column(i).path for i in range(len(parquet.schema))]
+    wanted = {f"assets.{key}.{field}" for key in keys for field in _ASSET_FIELDS}
+    leaves = [path for path in paths if _without_lists(path) in wanted]
+    return [*chosen, *leaves]
 
 
-def batch_records(batch, datasource, landsat_names=False, first_row=0):
+def _without_lists(path):
+    """A Parquet column path without the levels of its lists (``roles.list.element`` is
+    ``roles``; writers name a list's element ``element`` or ``item``)."""
+    return path.replace(".list.element", "").replace(".list.item", "")
+
+
+def batch_records(batch, datasource, landsat_names=False, first_row=0, rows=None):
     """The outcome of each row of a record batch of stac-geoparquet items.
 
     Args:
@@ -78,16 +110,19 @@ def batch_records(batch, datasource, landsat_names=False, first_row=0):
         landsat_names: name Landsat scenes as their MTL would (``stac_items.
             landsat_from_item``).
         first_row: the batch's first row in its file (a row without an id is ``row N``).
+        rows: the row number in its file of each row of the batch, when they do not follow
+            from ``first_row`` (a batch filtered of its imported rows).
 
     Returns:
         [(ref, outcome, day)]: the item's id (``row N`` without one), its record or the
         ``InvalidInput`` that stopped it, and its acquisition day (None when unknown).
     """
-    fast = _uniform_records(batch, datasource, first_row)
+    rows = rows if rows is not None else range(first_row, first_row + batch.num_rows)
+    fast = _uniform_records(batch, datasource, rows)
     if fast is None:
         fast = [
-            _row_record(item, datasource, f"row {first_row + i}")
-            for i, item in enumerate(items(batch))
+            _row_record(item, datasource, f"row {row}")
+            for row, item in zip(rows, items(batch), strict=True)
         ]
     props = _landsat_properties(batch) if landsat_names else None
     found = []
@@ -176,7 +211,7 @@ def _landsat_properties(batch):
 # --- the column-wise path -----------------------------------------------------------------
 
 
-def _uniform_records(batch, datasource, first_row):
+def _uniform_records(batch, datasource, rows):
     """The outcomes of a batch whose rows share everything but hrefs in their assets, made
     column by column; None for any other batch (read row by row instead)."""
     if batch.num_rows == 0:
@@ -208,7 +243,7 @@ def _uniform_records(batch, datasource, first_row):
 
     outcomes, good = [], []
     for i in range(n):
-        ref = str(ids[i] or f"row {first_row + i}")
+        ref = str(ids[i] or f"row {rows[i]}")
         label = f"item {ref}" if ids[i] else ref
         when = acquired[i] or started[i]
         day = when.astimezone(datetime.UTC).date() if when else None
@@ -444,13 +479,21 @@ def _footprints(shapes, labels):
     with the same numbers as ``geometry._simple_footprints``; any other one by itself, a bad
     one failing alone."""
     found = [None] * len(shapes)
-    plain = _plain_polygons(shapes)
-    for (index, ring), ys in zip(plain, _mercator_ys(plain), strict=True):
-        xs = geometry.EARTH_RADIUS_M * (ring[:, 0] * (math.pi / 180))
-        found[index] = {
-            "4326": {"type": "Polygon", "coordinates": [ring.tolist()]},
-            "3857": {"type": "Polygon", "coordinates": [np.column_stack((xs, ys)).tolist()]},
-        }
+    indexes, coords, bounds = _plain_polygons(shapes)
+    if indexes:
+        lonlat = coords.tolist()
+        # x as geometry.mercator computes it (the same float operations), y by math: numpy's
+        # vectorised log and tan differ from libm's in the last bit.
+        xs = (geometry.EARTH_RADIUS_M * (coords[:, 0] * (math.pi / 180))).tolist()
+        log, tan, radians, quarter = math.log, math.tan, math.radians, math.pi / 4
+        radius = geometry.EARTH_RADIUS_M
+        ys = [radius * log(tan(quarter + radians(lat) / 2)) for lat in coords[:, 1].tolist()]
+        mercator = [[x, y] for x, y in zip(xs, ys, strict=True)]
+        for index, (start, end) in zip(indexes, bounds, strict=True):
+            found[index] = {
+                "4326": {"type": "Polygon", "coordinates": [lonlat[start:end]]},
+                "3857": {"type": "Polygon", "coordinates": [mercator[start:end]]},
+            }
     for index, (shape, label) in enumerate(zip(shapes, labels, strict=True)):
         if found[index] is None:
             try:
@@ -461,8 +504,8 @@ def _footprints(shapes, labels):
 
 
 def _plain_polygons(shapes):
-    """[(index, ring)] of the shapes that ``geometry._simple_footprints`` would take, each
-    ring an (n, 2) array of longitudes and latitudes."""
+    """The shapes that ``geometry._simple_footprints`` would take: their indexes, the
+    coordinates of all the shapes given, and each one's (start, end) in them."""
     shapes = np.asarray(shapes, dtype=object)
     # Polygons without holes: their coordinates are their outer ring's.
     candidates = np.flatnonzero(
@@ -474,7 +517,7 @@ def _plain_polygons(shapes):
     starts = ends - counts
     ok = counts >= 4
     if not ok.any():
-        return []
+        return [], coords, []
     candidates, starts, ends = candidates[ok], starts[ok], ends[ok]
     lons, lats = coords[:, 0], coords[:, 1]
     west, east = np.minimum.reduceat(lons, starts), np.maximum.reduceat(lons, starts)
@@ -489,23 +532,8 @@ def _plain_polygons(shapes):
         & (east - west <= 180)
         & (high <= geometry.MERCATOR_LIMIT)
     )
-    return [
-        (index, coords[start:end])
-        for index, start, end in zip(
-            candidates[plain].tolist(), starts[plain].tolist(), ends[plain].tolist(), strict=True
-        )
-    ]
-
-
-def _mercator_ys(plain):
-    """Web Mercator's y of each ring's latitudes, by ``math`` as ``geometry.mercator``
-    computes them (numpy's vectorised log and tan differ from libm's in the last bit)."""
-    log, tan, radians, quarter = math.log, math.tan, math.radians, math.pi / 4
-    radius = geometry.EARTH_RADIUS_M
-    return [
-        [radius * log(tan(quarter + radians(lat) / 2)) for lat in ring[:, 1].tolist()]
-        for _, ring in plain
-    ]
+    bounds = list(zip(starts[plain].tolist(), ends[plain].tolist(), strict=True))
+    return candidates[plain].tolist(), coords, bounds
 
 
 def _polygon_geojson(shape):

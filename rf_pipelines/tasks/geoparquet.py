@@ -87,14 +87,17 @@ class ImportGeoparquet(RfTask):
             batches = _batches(path, self.url)
             pending = None
             for first_row, batch in batches:
-                outcomes = _records(batch, source, first_row)
+                rows = batch.num_rows
+                batch, numbers = self.retry(self._not_yet_imported, batch, first_row)
+                counts["unchanged"] += rows - batch.num_rows
+                outcomes = _records(batch, source, numbers)
                 if pending:
                     self._add(counts, pending.result())
                 pending = writer.submit(self.retry, self._load, source, outcomes)
                 for ref, outcome, _ in outcomes:
                     if not isinstance(outcome, dict):
                         failures[ref] = str(outcome)
-                counts["rows"] += len(outcomes)
+                counts["rows"] += rows
                 self.report_progress(f"{counts['rows']:,} rows read")
             if pending:
                 self._add(counts, pending.result())
@@ -115,6 +118,23 @@ class ImportGeoparquet(RfTask):
             )
         with self.output().transaction():
             pass  # the marker alone: every row's scene is in the catalog
+
+    def _not_yet_imported(self, batch, first_row):
+        """The batch without the rows whose product is imported already (one query), and
+        the row number in the file of each row kept: a second read of a file makes no
+        record of the scenes it imported."""
+        import pyarrow as pa
+
+        ids = batch.column("id").to_pylist()
+        with db.connect(self.database()) as conn:
+            done = imports.imported_products(
+                conn, self.source, [i for i in ids if i], [self.written_by, *imports_writers()]
+            )
+        if not done:
+            return batch, range(first_row, first_row + len(ids))
+        keep = [i not in done for i in ids]
+        numbers = [first_row + n for n, kept in enumerate(keep) if kept]
+        return batch.filter(pa.array(keep)), numbers
 
     @staticmethod
     def _add(counts, loaded):
@@ -162,7 +182,7 @@ def _batches(path, url):
 
     try:
         parquet = pq.ParquetFile(path)
-        columns = stac_arrow.columns(parquet.schema_arrow)
+        columns = stac_arrow.columns(parquet)
     except InvalidInput as err:
         raise InvalidInput(f"{url}: {err}") from err
     except (pa.ArrowException, OSError) as err:
@@ -176,11 +196,11 @@ def _batches(path, url):
         raise InvalidInput(f"{url}: row {first} onwards cannot be read ({err})") from err
 
 
-def _records(batch, source, first_row):
+def _records(batch, source, rows):
     from rf_pipelines.imagery import stac_arrow
 
     return stac_arrow.batch_records(
-        batch, source.datasource, landsat_names=source.landsat_mtl, first_row=first_row
+        batch, source.datasource, landsat_names=source.landsat_mtl, rows=rows
     )
 
 
