@@ -41,13 +41,14 @@ def write(items, path):
     rustac.write_sync(str(path), items)
 
 
-def clear_geometry(path, ident):
-    """Clears the geometry of item ``ident`` in the file (pyarrow keeps the file's metadata)."""
+def clear_geometry(path, ident, value=None):
+    """Clears the geometry of item ``ident`` in the file, or sets it to the bytes ``value``
+    (pyarrow keeps the file's metadata)."""
     table = pq.read_table(path)
     kept = {k: v for k, v in pq.ParquetFile(path).metadata.metadata.items() if k != b"ARROW:schema"}
     table = table.replace_schema_metadata(kept)  # stac-geoparquet's and GeoParquet's "geo"
     ids, shapes = table.column("id").to_pylist(), table.column("geometry").to_pylist()
-    values = [None if i == ident else g for i, g in zip(ids, shapes, strict=True)]
+    values = [value if i == ident else g for i, g in zip(ids, shapes, strict=True)]
     index = table.schema.get_field_index("geometry")
     table = table.set_column(index, table.schema.field(index), pa.array(values, pa.binary()))
     pq.write_table(table, path)

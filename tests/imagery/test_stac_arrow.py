@@ -88,6 +88,19 @@ def test_bad_rows_fail_alone_on_both_paths(tmp_path):
         assert isinstance(found[0][1], dict)
 
 
+def test_a_geometry_that_is_not_wkb_fails_its_row_alone(tmp_path):
+    items = [_item(ITEMS[0]), _item(ITEMS[0], "broken")]
+    path = tmp_path / "items.parquet"
+    geoparquet.write(items, path)
+    geoparquet.clear_geometry(path, "broken", value=b"not WKB")
+    parquet = pq.ParquetFile(path)
+    [batch] = parquet.iter_batches(columns=stac_arrow.columns(parquet))
+    [(_, good, _), (ref, error, day)] = stac_arrow.batch_records(batch, "ds")
+    assert good == _expected(items[0])
+    assert (ref, str(error)) == ("broken", "item broken: the geometry cannot be read (not WKB)")
+    assert day == datetime.date(2023, 10, 8)
+
+
 def test_a_landsat_record_is_named_as_its_mtl_would_name_it(tmp_path):
     item = _item(ITEMS[2])
     [(_, record, _)] = stac_arrow.batch_records(_batches([item], tmp_path)[0], "x", True)

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from rf_pipelines import clients, config
 from rf_pipelines.catalog import db
 from rf_pipelines.cli import cli
+from rf_pipelines.imagery import stac_items
+from rf_pipelines.tasks import geoparquet as geoparquet_task
 from tests import geoparquet, stac
 
 
@@ -62,8 +64,11 @@ def _put(bucket, path):
     return f"s3://{bucket}/{key}"
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_every_good_row_is_imported_and_a_bad_row_fails_alone_with_its_reason(env, where):
+@pytest.mark.parametrize(("where", "batch_rows"), [("local", 20_000), ("local", 3), ("s3", 20_000)])
+def test_every_good_row_is_imported_and_a_bad_row_fails_alone_with_its_reason(
+    env, where, batch_rows, monkeypatch
+):
+    monkeypatch.setattr(geoparquet_task, "BATCH_ROWS", batch_rows)  # 3: three batches
     url = geoparquet.SENTINEL2 if where == "local" else _put(env["bucket"], geoparquet.SENTINEL2)
     code, [report], out = _from_file("sentinel2-stac", url)
     assert code == 3, out
@@ -81,7 +86,14 @@ def test_every_good_row_is_imported_and_a_bad_row_fails_alone_with_its_reason(en
         (datetime.datetime.now(datetime.UTC).date(), no_datetime, report["failures"][no_datetime]),
         (datetime.date(2023, 10, 8), no_geometry, report["failures"][no_geometry]),
     ]
-    assert [s[2] for s in _scenes(env["db"])] == [i["id"] for i in geoparquet.s2_items()]
+    scenes = _scenes(env["db"])
+    assert [s[2] for s in scenes] == [i["id"] for i in geoparquet.s2_items()]
+
+    # The rerun reads the file again: the bad rows fail again, the rest is left as it is.
+    code, [again], out = _from_file("sentinel2-stac", url)
+    assert code == 3, out
+    assert (again["written"], again["unchanged"], again["failures"]) == (0, 5, report["failures"])
+    assert _scenes(env["db"]) == scenes
 
 
 def test_reading_the_same_file_again_changes_no_row(env):
@@ -116,11 +128,16 @@ def test_records_are_the_stac_paths_records_for_the_same_items(env, monkeypatch)
         code, _, out = _import("sentinel2-stac", "--date", "2023-10-08")
     assert code == 0, out
     by_stac = _scenes(env["db"])
+    path = env["tmp"] / "s2.parquet"
+    geoparquet.write(items, path)
+    # What the day's import wrote is left as it is.
+    code, [report], out = _from_file("sentinel2-stac", path)
+    assert code == 0 and (report["written"], report["unchanged"]) == (0, 5), out
+    assert _scenes(env["db"]) == by_stac
     with db.transaction(env["db"]) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM scenes")
 
-    path = env["tmp"] / "s2.parquet"
-    geoparquet.write(items, path)
+    os.utime(path, ns=(1, 1))
     code, _, out = _from_file("sentinel2-stac", path)
     assert code == 0, out
     by_file = _scenes(env["db"])
@@ -164,17 +181,23 @@ def test_a_landsat_file_names_its_scenes_as_the_stac_path_without_reading_mtls(e
     # What the MTL alone gives stays the STAC path's: its own URL among the metadata files.
     mtl_url = by_stac[13][-1]
     assert mtl_url.endswith("_MTL.json") and mtl_url not in by_file[13]
+    # The bands are the item's (the STAC path takes the MTL's).
+    from_item = stac_items.scene_record(item, "Landsat C2")
+    assert by_file[12]["bands"] == from_item["bands"] != by_stac[12]["bands"]
 
 
-def test_an_older_product_in_a_file_does_not_replace_a_newer_one(env):
+def test_a_newer_product_in_a_file_replaces_its_scene_and_an_older_one_does_not(env):
     item = stac.real_landsat_item("2020-10-31")
     text = (stac.LANDSAT / f"{stac.REAL_MTLS['2020-10-31']}.json").read_text()
     newer, _ = stac.republished(item, text, "20201215", "T1")
-    newer_file, older_file = env["tmp"] / "newer.parquet", env["tmp"] / "older.parquet"
-    geoparquet.write([newer], newer_file)
-    geoparquet.write([item], older_file)
-    assert _from_file("landsat", newer_file)[0] == 0
-    code, [report], out = _from_file("landsat", older_file)
+    files = {name: env["tmp"] / f"{name}.parquet" for name in ("older", "newer", "older-again")}
+    geoparquet.write([item], files["older"])
+    geoparquet.write([newer], files["newer"])
+    geoparquet.write([item], files["older-again"])
+    assert _from_file("landsat", files["older"])[0] == 0
+    code, [report], out = _from_file("landsat", files["newer"])
+    assert code == 0 and (report["written"], report["unchanged"]) == (1, 0), out
+    code, [report], out = _from_file("landsat", files["older-again"])
     assert code == 0 and (report["written"], report["unchanged"]) == (0, 1), out
     [scene] = _scenes(env["db"])
     assert scene[12]["product_id"] == newer["id"] and scene[12]["category"] == "T1"
