@@ -4,6 +4,7 @@ import io
 import logging
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extras import execute_values
 
 from rf_pipelines import ids
@@ -61,11 +62,12 @@ def upsert_scenes(conn, records, written_by):
 
 
 def copy_scenes(conn, records, written_by, kept_writers):
-    """Loads imported scenes with COPY into a temporary table, then merges them into scenes
-    in one statement: the rows ``upsert_scenes`` writes, under its rule that a product of a
-    known scene replaces it only when it ranks at least as high. A product already stored
-    from the same import source by one of ``kept_writers`` is left as it is, so reading the
-    same records again changes no row (not even ``modified_at``).
+    """Loads imported scenes with COPY: the rows ``upsert_scenes`` writes, under its rule
+    that a product of a known scene replaces it only when it ranks at least as high. Scenes
+    not in the catalog yet (a backfill's) are copied straight into scenes; the others go
+    through a temporary table and one merge, where a product already stored from the same
+    import source by one of ``kept_writers`` is left as it is, so reading the same records
+    again changes no row (not even ``modified_at``).
 
     Returns:
         (written, unchanged): scenes inserted or updated, and scenes left as they were.
@@ -77,37 +79,73 @@ def copy_scenes(conn, records, written_by, kept_writers):
         sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
     unique = {}
     for record in records:
-        key = scene_id(record)
-        if key not in unique or _rank(record) >= _rank(unique[key][1]):
-            unique[key] = (key, record)
-    text = io.StringIO(
-        "".join(
-            _copy_line(key, r, sources[r["datasource"]], written_by) for key, r in unique.values()
-        )
-    )
-    columns = ", ".join(_COPY_COLUMNS)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
+        key = str(scene_id(record))
+        if key not in unique or _rank(record) >= _rank(unique[key]):
+            unique[key] = record
+    lines = {
+        key: _copy_line(key, r, sources[r["datasource"]], written_by) for key, r in unique.items()
+    }
     with conn.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        cur.copy_expert(f"COPY scene_stage ({columns}) FROM STDIN", text)
-        cur.execute(
-            f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) "
-            f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scene_stage "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
-            "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
-            ">= COALESCE(scenes.scene_metadata->>'product_rank', '') "
-            "AND NOT (scenes.scene_metadata->>'product_id' "
-            "= EXCLUDED.scene_metadata->>'product_id' "
-            "AND scenes.scene_metadata->>'import_source' "
-            "IS NOT DISTINCT FROM EXCLUDED.scene_metadata->>'import_source' "
-            "AND scenes.written_by = ANY(%s))",
-            (list(kept_writers),),
-        )
-        written = cur.rowcount
+        known = _known_scenes(cur, list(lines))
+        fresh = [line for key, line in lines.items() if key not in known]
+        written = _copy_fresh(cur, fresh)
+        if written is None:  # another writer added some of them meanwhile: merge them all
+            written, known = 0, set(lines)
+        merged = [line for key, line in lines.items() if key in known]
+        if merged:
+            written += _merge(cur, merged, kept_writers)
     return written, len(unique) - written
+
+
+def _known_scenes(cur, ids):
+    """Which of the scene ``ids`` (text) are in the catalog."""
+    cur.execute("SELECT id::text FROM scenes WHERE id = ANY(%s::uuid[])", (ids,))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _copy_fresh(cur, lines):
+    """COPYs rows of new scenes into scenes; how many, or None when one of them exists
+    by now (nothing is written then)."""
+    if not lines:
+        return 0
+    cur.execute("SAVEPOINT fresh_scenes")
+    try:
+        cur.copy_expert(
+            f"COPY scenes ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
+        )
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT fresh_scenes")
+        return None
+    cur.execute("RELEASE SAVEPOINT fresh_scenes")
+    return len(lines)
+
+
+def _merge(cur, lines, kept_writers):
+    """COPYs rows into a temporary table and merges them into scenes; how many it wrote."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
+    )
+    cur.copy_expert(
+        f"COPY scene_stage ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
+    )
+    cur.execute(
+        f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) "
+        f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scene_stage "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
+        "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
+        ">= COALESCE(scenes.scene_metadata->>'product_rank', '') "
+        "AND NOT (scenes.scene_metadata->>'product_id' "
+        "= EXCLUDED.scene_metadata->>'product_id' "
+        "AND scenes.scene_metadata->>'import_source' "
+        "IS NOT DISTINCT FROM EXCLUDED.scene_metadata->>'import_source' "
+        "AND scenes.written_by = ANY(%s))",
+        (list(kept_writers),),
+    )
+    written = cur.rowcount
+    cur.execute("TRUNCATE scene_stage")  # the next batch of this transaction starts empty
+    return written
 
 
 # The columns COPY fills, in the order _copy_line writes them.

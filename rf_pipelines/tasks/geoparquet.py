@@ -13,6 +13,7 @@ version of the file at the same URL a new task.
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import time
@@ -84,12 +85,14 @@ class ImportGeoparquet(RfTask):
         counts = {"rows": 0, "written": 0, "unchanged": 0, "failed": 0}
         failures = {}
         with files.staged(self.url) as path, ThreadPoolExecutor(1) as writer:
-            batches = _batches(path, self.url)
+            imported = functools.partial(self.retry, self._imported)
             pending = None
-            for first_row, batch in batches:
-                rows = batch.num_rows
-                batch, numbers = self.retry(self._not_yet_imported, batch, first_row)
-                counts["unchanged"] += rows - batch.num_rows
+            for numbers, batch, skipped in _batches(path, self.url, imported):
+                counts["unchanged"] += skipped
+                counts["rows"] += skipped + len(numbers)
+                self.report_progress(f"{counts['rows']:,} rows read")
+                if batch is None:
+                    continue
                 outcomes = _records(batch, source, numbers)
                 if pending:
                     self._add(counts, pending.result())
@@ -97,8 +100,6 @@ class ImportGeoparquet(RfTask):
                 for ref, outcome, _ in outcomes:
                     if not isinstance(outcome, dict):
                         failures[ref] = str(outcome)
-                counts["rows"] += rows
-                self.report_progress(f"{counts['rows']:,} rows read")
             if pending:
                 self._add(counts, pending.result())
         counts["failed"] = len(failures)
@@ -119,22 +120,16 @@ class ImportGeoparquet(RfTask):
         with self.output().transaction():
             pass  # the marker alone: every row's scene is in the catalog
 
-    def _not_yet_imported(self, batch, first_row):
-        """The batch without the rows whose product is imported already (one query), and
-        the row number in the file of each row kept: a second read of a file makes no
-        record of the scenes it imported."""
-        import pyarrow as pa
-
-        ids = batch.column("id").to_pylist()
+    def _imported(self, ids):
+        """Which of ``ids`` are imported already (one query per BATCH_ROWS ids)."""
+        ids = [i for i in ids if i]
+        kept = [self.written_by, *imports_writers()]
+        done = set()
         with db.connect(self.database()) as conn:
-            done = imports.imported_products(
-                conn, self.source, [i for i in ids if i], [self.written_by, *imports_writers()]
-            )
-        if not done:
-            return batch, range(first_row, first_row + len(ids))
-        keep = [i not in done for i in ids]
-        numbers = [first_row + n for n, kept in enumerate(keep) if kept]
-        return batch.filter(pa.array(keep)), numbers
+            for start in range(0, len(ids), BATCH_ROWS):
+                chunk = ids[start : start + BATCH_ROWS]
+                done |= imports.imported_products(conn, self.source, chunk, kept)
+        return done
 
     @staticmethod
     def _add(counts, loaded):
@@ -168,9 +163,11 @@ def imports_writers():
     return [f"{ImportBatch.get_task_family()}@v{ImportBatch.version}", imports.LISTENER_WRITTEN_BY]
 
 
-def _batches(path, url):
-    """(first row, record batch) of the file, BATCH_ROWS rows at a time, with the columns
-    records are made from.
+def _batches(path, url, imported):
+    """The file's rows not yet imported, BATCH_ROWS rows at a time, with the columns records
+    are made from: (their row numbers in the file, the batch, how many rows of it were left
+    out as imported). ``imported(ids)`` tells which are imported, once per row group: a
+    row group whose rows are all imported is not read beyond its ids (batch None).
 
     Raises:
         InvalidInput: not a Parquet file, or not one of STAC items.
@@ -189,9 +186,21 @@ def _batches(path, url):
         raise InvalidInput(f"{url}: not a readable Parquet file ({err})") from err
     first = 0
     try:
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            yield first, batch
-            first += batch.num_rows
+        for group in range(parquet.num_row_groups):
+            ids = parquet.read_row_group(group, columns=["id"]).column("id").to_pylist()
+            done = imported(ids)
+            if ids and all(i in done for i in ids):
+                yield [], None, len(ids)
+                first += len(ids)
+                continue
+            for batch in parquet.iter_batches(BATCH_ROWS, row_groups=[group], columns=columns):
+                keep = [i not in done for i in batch.column("id").to_pylist()]
+                numbers = [first + n for n, kept in enumerate(keep) if kept]
+                rows = batch.num_rows
+                first += rows
+                if len(numbers) < rows:
+                    batch = batch.filter(pa.array(keep))
+                yield numbers, batch, rows - len(numbers)
     except (pa.ArrowException, OSError) as err:
         raise InvalidInput(f"{url}: row {first} onwards cannot be read ({err})") from err
 
