@@ -152,6 +152,15 @@ def test_records_are_the_stac_paths_records_for_the_same_items(env, monkeypatch)
     assert [comparable(r) for r in by_file] == [comparable(r) for r in by_stac]
     assert [r[13][0] for r in by_file] == [i["links"][0]["href"] for i in items]  # self
 
+    # A day's import does not count a file's scenes as its own: the next night's look-back
+    # check of the day imports them again from the API.
+    with stac.stac_api(items, env["tmp"] / "stac-again") as url:
+        monkeypatch.setenv("RF_SENTINEL2_STAC_URL", url)
+        config.settings.cache_clear()
+        code, days, out = _import("sentinel2-stac", "--date", "2023-10-09", "--lookback", "1")
+    assert code == 0 and days[0]["day"] == "2023-10-08" and days[0]["discovered"] == 5, out
+    assert {r[18] for r in _scenes(env["db"])} == {by_stac[0][18]}  # ImportBatch's again
+
 
 def test_a_landsat_file_names_its_scenes_as_the_stac_path_without_reading_mtls(env, monkeypatch):
     item = stac.real_landsat_item("2020-10-31")
