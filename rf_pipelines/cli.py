@@ -516,9 +516,16 @@ def _parse_day(value, option):
 )
 @click.option("--start", help="Backfill from this day (YYYY-MM-DD)...")
 @click.option("--stop", help="...to this day, inclusive.")
+@click.option(
+    "--from-geoparquet",
+    "geoparquet",
+    multiple=True,
+    metavar="PATH_OR_S3_URL",
+    help="Import every item of this stac-geoparquet file instead (repeat for more files).",
+)
 @click.option("--local-scheduler", is_flag=True, help="Use the in-process scheduler, not luigid.")
 @click.option("--workers", default=1, show_default=True, help="Parallel worker processes.")
-def import_command(source, day, lookback, start, stop, local_scheduler, workers):
+def import_command(source, day, lookback, start, stop, geoparquet, local_scheduler, workers):
     """Import SOURCE's scenes of a day (with a look-back), or backfill a range of days.
 
     \b
@@ -529,10 +536,12 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
       stac:COLLECTION@URL    any STAC API collection
 
     \b
-    Example:
+    Examples:
       rf-pipelines import landsat --date 2024-05-01 --lookback 3
+      rf-pipelines import sentinel2-stac --from-geoparquet s3://bucket/s2-2023-10.parquet
 
-    Prints one JSON line per day; exits 0 only when every day is COMPLETE.
+    Prints one JSON line per day (per file with --from-geoparquet); exits 0 only when every
+    day (every row) is imported.
     """
     import datetime
 
@@ -544,6 +553,11 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
     from rf_pipelines.tasks import ImportDay
     from rf_pipelines.tasks.runner import build
 
+    if geoparquet:
+        if day or start or stop or lookback:
+            raise InvalidInput("--from-geoparquet takes no --date, --lookback, --start or --stop")
+        _import_geoparquet(source, geoparquet, local_scheduler, workers)
+        return
     sources.get_source(source)
     if not 0 <= lookback <= 366:
         raise InvalidInput(f"--lookback {lookback} must be between 0 and 366 days")
@@ -583,6 +597,46 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
         for report in reports:
             click.echo(json.dumps({"source": source, **report}, default=str))
         _report_import(source, reports)
+
+
+def _import_geoparquet(source, urls, local_scheduler, workers):
+    """One ImportGeoparquet task per file; one JSON line per file, from its report."""
+    from rf_pipelines.errors import InvalidInput
+    from rf_pipelines.targets import files
+    from rf_pipelines.tasks.geoparquet import ImportGeoparquet, file_source, read_report
+    from rf_pipelines.tasks.runner import build
+
+    file_source(source)
+    _database()
+    tasks = []
+    for url in urls:
+        try:
+            fingerprint = files.fingerprint(url)
+        except FileNotFoundError as err:
+            raise InvalidInput(f"--from-geoparquet {url}: no such file or object") from err
+        if not files.is_s3(url) and not _is_parquet(url):
+            raise InvalidInput(f"--from-geoparquet {url}: not a Parquet file")
+        tasks.append(ImportGeoparquet(source=source, url=url, fingerprint=fingerprint))
+    done = {task.task_id for task in tasks if task.complete()}
+    try:
+        build(tasks, local_scheduler=local_scheduler or None, workers=workers)
+    finally:
+        reports = []
+        for task in tasks:
+            report = read_report(task) or {"source": source, "file": task.url, "status": "NOT RUN"}
+            if task.task_id in done:  # this version of the file was imported before
+                report["read_again"] = False
+            reports.append(report)
+            click.echo(json.dumps(report, default=str))
+        _report_import(source, reports)
+
+
+def _is_parquet(path):
+    """Whether a local file starts and ends as Parquet does (``PAR1``)."""
+    with open(path, "rb") as src:
+        head = src.read(4)
+        src.seek(max(0, os.path.getsize(path) - 4))
+        return head == b"PAR1" and src.read(4) == b"PAR1"
 
 
 def _report_import(source, reports):

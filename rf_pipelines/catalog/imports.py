@@ -1,14 +1,16 @@
 """Imported scenes and the bookkeeping of import days: batch upserts, failures, day status."""
 
+import io
 import logging
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extras import execute_values
 
 from rf_pipelines import ids
 from rf_pipelines.catalog import db
 from rf_pipelines.catalog.datasources import upsert_datasource
-from rf_pipelines.catalog.rows import jsonb
+from rf_pipelines.catalog.rows import _dumps, jsonb
 from rf_pipelines.catalog.scenes import SCENE_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,171 @@ def upsert_scenes(conn, records, written_by):
             page_size=1000,
         )
     return len(values)
+
+
+def copy_scenes(conn, records, written_by, kept_writers):
+    """Loads imported scenes with COPY: the rows ``upsert_scenes`` writes, under its rule
+    that a product of a known scene replaces it only when it ranks at least as high. Scenes
+    not in the catalog yet (a backfill's) are copied straight into scenes; the others go
+    through a temporary table and one merge, where a product already stored from the same
+    import source by one of ``kept_writers`` is left as it is, so reading the same records
+    again changes no row (not even ``modified_at``).
+
+    Returns:
+        (written, unchanged): scenes inserted or updated, and scenes left as they were.
+    """
+    if not records:
+        return 0, 0
+    sources = {}
+    for name in {r["datasource"] for r in records}:
+        sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
+    unique = {}
+    for record in records:
+        key = str(scene_id(record))
+        if key not in unique or _rank(record) >= _rank(unique[key]):
+            unique[key] = record
+    lines = {
+        key: _copy_line(key, r, sources[r["datasource"]], written_by) for key, r in unique.items()
+    }
+    with conn.cursor() as cur:
+        known = _known_scenes(cur, list(lines))
+        fresh = [line for key, line in lines.items() if key not in known]
+        written = _copy_fresh(cur, fresh)
+        if written is None:  # another writer added some of them meanwhile: merge them all
+            written, known = 0, set(lines)
+        merged = [line for key, line in lines.items() if key in known]
+        if merged:
+            written += _merge(cur, merged, kept_writers)
+    return written, len(unique) - written
+
+
+def _known_scenes(cur, ids):
+    """Which of the scene ``ids`` (text) are in the catalog."""
+    cur.execute("SELECT id::text FROM scenes WHERE id = ANY(%s::uuid[])", (ids,))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _copy_fresh(cur, lines):
+    """COPYs rows of new scenes into scenes; how many, or None when one of them exists
+    by now (nothing is written then)."""
+    if not lines:
+        return 0
+    cur.execute("SAVEPOINT fresh_scenes")
+    try:
+        cur.copy_expert(
+            f"COPY scenes ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
+        )
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT fresh_scenes")
+        return None
+    cur.execute("RELEASE SAVEPOINT fresh_scenes")
+    return len(lines)
+
+
+def _merge(cur, lines, kept_writers):
+    """COPYs rows into a temporary table and merges them into scenes; how many it wrote."""
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _SCENE_COLUMNS if c != "id")
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
+        "ON COMMIT DELETE ROWS"
+    )
+    cur.copy_expert(
+        f"COPY scene_stage ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
+    )
+    cur.execute(
+        f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) "
+        f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scene_stage "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}, modified_at = now() "
+        "WHERE COALESCE(EXCLUDED.scene_metadata->>'product_rank', '') "
+        ">= COALESCE(scenes.scene_metadata->>'product_rank', '') "
+        "AND NOT (scenes.scene_metadata->>'product_id' "
+        "= EXCLUDED.scene_metadata->>'product_id' "
+        "AND scenes.scene_metadata->>'import_source' "
+        "IS NOT DISTINCT FROM EXCLUDED.scene_metadata->>'import_source' "
+        "AND scenes.written_by = ANY(%s))",
+        (list(kept_writers),),
+    )
+    written = cur.rowcount
+    cur.execute("TRUNCATE scene_stage")  # the next batch of this transaction starts empty
+    return written
+
+
+# The columns COPY fills, in the order _copy_line writes them.
+_COPY_COLUMNS = (
+    "id",
+    "name",
+    "owner",
+    "datasource_id",
+    "visibility",
+    "acquisition_date",
+    "cloud_cover",
+    "sun_azimuth",
+    "sun_elevation",
+    "tile_footprint_4326",
+    "tile_footprint_3857",
+    "data_footprint_4326",
+    "data_footprint_3857",
+    "scene_metadata",
+    "metadata_files",
+    "thumbnail_status",
+    "boundary_status",
+    "written_by",
+)
+# COPY's text format: a backslash starts an escape; tabs and line ends end fields and rows.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_line(key, record, datasource_id, written_by):
+    """A scene row in COPY's text format: the values ``_scene_values`` gives."""
+    metadata = {
+        **record["scene_metadata"],
+        "product_id": record["product_id"],
+        "product_rank": _rank(record),
+        "bands": record["bands"],
+        "thumbnails": record["thumbnails"],
+    }
+    data, tile = record["footprints"]["data"], record["footprints"]["tile"]
+    tile_4326, tile_3857 = _dumps(tile["4326"]), _dumps(tile["3857"])
+    same = data is tile  # one footprint for both, as imports make them: written once
+    fields = (
+        str(key),
+        record["scene_key"],
+        IMPORT_OWNER,
+        str(datasource_id),
+        "PUBLIC",
+        record["acquisition_date"].isoformat(),
+        _copy_number(record["cloud_cover"]),
+        _copy_number(record["sun_azimuth"]),
+        _copy_number(record["sun_elevation"]),
+        tile_4326,
+        tile_3857,
+        tile_4326 if same else _dumps(data["4326"]),
+        tile_3857 if same else _dumps(data["3857"]),
+        _dumps(metadata),
+        "{" + ",".join(map(_array_item, record["metadata_files"])) + "}",
+        "SUCCESS",
+        "SUCCESS",
+        written_by,
+    )
+    return "\t".join(map(_copy_text, fields)) + "\n"
+
+
+def _copy_text(field):
+    if field is None:
+        return "\\N"
+    if "\\" in field or "\t" in field or "\n" in field or "\r" in field:
+        return field.translate(_COPY_ESCAPES)
+    return field  # the usual case: nothing to escape
+
+
+def _copy_number(value):
+    return None if value is None else repr(float(value))
+
+
+def _array_item(value):
+    if value is None:
+        return "NULL"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _rank(record):
@@ -186,6 +353,22 @@ def clear_failures(conn, source, day, refs):
         cur.execute(
             "DELETE FROM import_failures WHERE source = %s AND day = %s AND ref = ANY(%s)",
             (source, day, list(refs)),
+        )
+
+
+def forget_failures(conn, source, refs_by_day):
+    """Forgets failures of scenes now imported, ``{day: [ref, ...]}``, in one statement."""
+    pairs = [(day, ref) for day, refs in refs_by_day.items() for ref in refs]
+    if not pairs:
+        return
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM import_failures WHERE source = %s)", (source,))
+        if not cur.fetchone()[0]:
+            return  # nothing to forget: the usual case, without a join on every ref
+        cur.execute(
+            "DELETE FROM import_failures f USING unnest(%s::date[], %s::text[]) AS d(day, ref) "
+            "WHERE f.source = %s AND f.day = d.day AND f.ref = d.ref",
+            ([day for day, _ in pairs], [ref for _, ref in pairs], source),
         )
 
 

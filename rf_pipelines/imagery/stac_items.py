@@ -53,7 +53,23 @@ def product_rank(item):
     if scene_key(item) != ident:  # a Landsat product id, keyed without its processing
         return landsat.product_rank(ident)
     baseline = str(props.get("s2:processing_baseline") or props.get("processing:version") or "")
-    return f"{baseline}/{props.get('updated') or props.get('created') or ''}"
+    return f"{baseline}/{rank_time(props.get('updated') or props.get('created'))}"
+
+
+def rank_time(value):
+    """A product's update time as ranked: UTC, microseconds, ``Z`` (``2023-10-09T01:25:21.
+    658000Z``), so that the same instant ranks the same whether an item wrote it as ``Z`` or
+    ``+00:00`` or a stac-geoparquet file stored it as a timestamp; text that is no time is
+    kept as it is."""
+    if isinstance(value, datetime):
+        when = value
+    else:
+        try:
+            when = datetime.fromisoformat(str(value or "").replace("Z", "+00:00"))
+        except ValueError:
+            return str(value or "")
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def scene_record(item, datasource, label=None):
@@ -279,3 +295,28 @@ def _int(value):
         return int(value)
     except (TypeError, ValueError):
         return value
+
+
+def landsat_from_item(record, props):
+    """A Landsat item's record named as its MTL would name it, from the item alone: the
+    datasource (``Landsat 8 C2``, so the scene id is the one the MTL gives) and the MTL's
+    collection, category, processing level and sensor in the scene metadata. The bands,
+    metadata files and times stay the item's (``merge_landsat_mtl`` takes them from the MTL).
+    A record whose product id is no Landsat product id is returned as it is."""
+    parts = record["product_id"].split("_")
+    if len(parts) == 6:  # Earth Search's ids leave out the processing date
+        parts = parts[:4] + [""] + parts[4:]
+    if len(parts) != 7 or not parts[0][2:].isdigit() or not parts[5].isdigit():
+        return record
+    instruments = props.get("instruments")
+    metadata = {
+        **record["scene_metadata"],
+        "collection": str(int(parts[5])),
+        "category": props.get("landsat:collection_category") or parts[6],
+        "processing_level": props.get("landsat:correction") or parts[1],
+        "sensor": "_".join(str(i).upper() for i in instruments)
+        if isinstance(instruments, list)
+        else None,
+    }
+    datasource = f"Landsat {int(parts[0][2:])} C{int(parts[5])}"
+    return {**record, "datasource": datasource, "scene_metadata": metadata}

@@ -294,6 +294,30 @@ def object_size(url):
     return os.path.getsize(url)
 
 
+def fingerprint(url):
+    """What tells one version of a file from the next: a local file's size and modification
+    time, an S3 object's ETag.
+
+    Raises:
+        FileNotFoundError: no such file or object (a folder is none either).
+    """
+    import botocore.exceptions
+
+    if not is_s3(url):
+        if not os.path.isfile(url):
+            raise FileNotFoundError(url)
+        info = os.stat(url)
+        return f"{info.st_size}-{info.st_mtime_ns}"
+    bucket, key = split_s3(url)
+    try:
+        head = _s3(url).head_object(Bucket=bucket, Key=key, **access.boto_args(url))
+    except botocore.exceptions.ClientError as err:
+        if err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            raise FileNotFoundError(url) from err
+        raise
+    return head["ETag"].strip('"')
+
+
 def list_files(prefix_url, suffixes):
     """URLs of the files under a folder or ``s3://`` prefix whose names end with a suffix."""
     suffixes = tuple(s.lower() for s in suffixes)

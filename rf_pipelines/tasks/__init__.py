@@ -4,6 +4,7 @@
 """
 
 from rf_pipelines.tasks.demo import DescribeRaster, RegisterRaster
+from rf_pipelines.tasks.geoparquet import ImportGeoparquet
 from rf_pipelines.tasks.imports import DiscoverDay, ImportBatch, ImportDay
 from rf_pipelines.tasks.ingest import IngestScene, RenderTiles, SceneCog
 from rf_pipelines.tasks.uploads import (
@@ -25,6 +26,7 @@ __all__ = [
     "DiscoverDay",
     "ImportBatch",
     "ImportDay",
+    "ImportGeoparquet",
     "IngestScene",
     "MakeFootprints",
     "MakeThumbnails",

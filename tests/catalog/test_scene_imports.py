@@ -122,3 +122,44 @@ def test_a_role_that_does_not_own_the_table_imports_without_analyzing(database_u
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _rows(database_url):
+    with db.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, name, owner, datasource_id, visibility, acquisition_date, cloud_cover, "
+            "sun_azimuth, sun_elevation, tile_footprint_4326, tile_footprint_3857, "
+            "data_footprint_4326, data_footprint_3857, scene_metadata, metadata_files, "
+            "thumbnail_status, boundary_status, ingest_status, written_by FROM scenes ORDER BY id"
+        )
+        return cur.fetchall()
+
+
+def test_copy_scenes_writes_the_rows_upsert_scenes_writes(database_url):
+    records = _records(3)
+    records[0]["scene_metadata"].update(nan=math.nan, when=datetime.datetime(2020, 1, 2))
+    records[1]["cloud_cover"] = None
+    records[2]["metadata_files"] = ['s3://b/with "quote" and \\ and\ttab', None]
+    with db.transaction(database_url) as conn:
+        imports.upsert_scenes(conn, records, "W@v1")
+    upserted = _rows(database_url)
+    with db.transaction(database_url) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM scenes")
+    with db.transaction(database_url) as conn:
+        assert imports.copy_scenes(conn, records, "W@v1", ["W@v1"]) == (3, 0)
+    assert _rows(database_url) == upserted
+    with db.transaction(database_url) as conn:  # the same records again: nothing changes
+        assert imports.copy_scenes(conn, records, "W@v1", ["W@v1"]) == (0, 3)
+
+
+def test_scenes_another_writer_added_meanwhile_are_merged(database_url, monkeypatch):
+    records = _records(2)
+    with db.transaction(database_url) as conn:
+        imports.upsert_scenes(conn, records[:1], "Other@v1")
+    before = _rows(database_url)
+    # As if the other writer's scene arrived between the look-up and the COPY.
+    monkeypatch.setattr(imports, "_known_scenes", lambda cur, ids: set())
+    with db.transaction(database_url) as conn:
+        assert imports.copy_scenes(conn, records, "W@v1", ["Other@v1"]) == (1, 1)
+    after = _rows(database_url)
+    assert len(after) == 2 and before[0] in after  # the other writer's product kept
