@@ -239,7 +239,11 @@ def file_started(conn, upload_id, filename, may_clear=None):
 def file_failed(conn, upload_id, filename, error, step=None):
     """Marks a file FAILURE with its error and the step that failed, then settles the
     upload's status. The first failure stands: a later failure of another step of a file
-    that already failed does not replace the recorded step and reason."""
+    that already failed does not replace the recorded step and reason.
+
+    The upload's row is locked first, as every status change of an upload and its files
+    does: the file's row first would deadlock with a sibling step starting."""
+    get_upload(conn, upload_id, lock=True)
     status, failed_step = _failure_of(conn, upload_id, filename)
     if status == JobStatus.FAILURE and failed_step and failed_step != step:
         return settle(conn, upload_id)
@@ -248,7 +252,9 @@ def file_failed(conn, upload_id, filename, error, step=None):
 
 
 def file_succeeded(conn, upload_id, filename, scene_id, outputs):
-    """Marks a file SUCCESS with its scene and output URLs, then settles the upload."""
+    """Marks a file SUCCESS with its scene and output URLs, then settles the upload (the
+    upload's row locked first, as everywhere)."""
+    get_upload(conn, upload_id, lock=True)
     _set_file(
         conn, upload_id, filename, JobStatus.SUCCESS, error=None, scene_id=scene_id, outputs=outputs
     )

@@ -166,7 +166,8 @@ class UploadFileTask(RfTask):
             log.warning("%s: %s; left for a later run", self.label, exception)
             return message
         short = str(exception).strip().splitlines()[0] if str(exception).strip() else ""
-        try:
+
+        def record():
             with db.transaction(config.settings().database_url) as conn:
                 uploads.file_failed(
                     conn,
@@ -175,6 +176,9 @@ class UploadFileTask(RfTask):
                     f"{self.task_family}: {type(exception).__name__}: {short}",
                     self.task_family,
                 )
+
+        try:
+            self.retry(record)  # a blip (a deadlock, a restart) must not lose the failure
         except RfError as err:
             log.error("could not record the failure of %s: %s", self.label, err)
         return message

@@ -481,3 +481,42 @@ def test_two_files_registered_at_once_do_not_deadlock(
         thread.join(timeout=60)
     assert not errors, errors
     assert _summary(database_url, upload_id)["status"] == "COMPLETE"
+
+
+def test_a_step_failing_while_a_sibling_step_starts_does_not_deadlock(
+    database_url, tmp_path, settings_env
+):
+    """A file's failure is recorded (``file_failed``) while a sibling step of the same file
+    starts (``file_started``: the upload's row, then the file's). ``file_failed`` locked the
+    file's row first, then waited for the upload's: PostgreSQL killed one of the two
+    ("deadlock detected"). Now both take the upload's row first: the failure waits."""
+    import threading
+
+    settings_env.setenv("RF_DATA_ROOT", str(tmp_path / "data"))
+    settings_env.setenv("RF_DATABASE_URL", database_url)
+    upload_id = str(
+        uploading.create_upload([str(p) for p in _folder(tmp_path / "in", 1).iterdir()], "kit")
+    )
+    name = "tile_000.tif"
+    errors = []
+    with db.transaction(database_url) as starting:
+        uploads.get_upload(starting, upload_id, lock=True)  # file_started's first lock
+
+        def fail():
+            try:
+                with db.transaction(database_url) as conn:
+                    uploads.file_failed(
+                        conn, upload_id, name, "DescribeBands: boom", "DescribeBands"
+                    )
+            except Exception as err:  # noqa: BLE001 - collected for the assertion
+                errors.append(err)
+
+        failing = threading.Thread(target=fail)
+        failing.start()
+        time.sleep(1.5)  # the failure's transaction takes what it takes first, then waits
+        uploads.file_started(starting, upload_id, name)  # then the file's row
+    failing.join(timeout=30)
+    assert not errors, errors
+    summary = _summary(database_url, upload_id)
+    assert summary["status"] == "FAILED"
+    assert summary["files"][0]["error"] == "DescribeBands: boom"
