@@ -512,7 +512,9 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
     Example:
       rf-pipelines import landsat --date 2024-05-01 --lookback 3
 
-    Prints one JSON line per day; exits 0 only when every day is COMPLETE.
+    Prints one JSON line per day; exits 0 only when every day is COMPLETE. A backfill
+    gives luigid a window of days at a time (RF_BACKFILL_TASKS tasks at most, default
+    2000); a failed day does not stop the next windows, a service away (exit 75) does.
     """
     import datetime
 
@@ -521,7 +523,7 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
     from rf_pipelines.catalog import imports
     from rf_pipelines.errors import InvalidInput
     from rf_pipelines.progress import watching
-    from rf_pipelines.tasks import ImportDay
+    from rf_pipelines.tasks import ImportDay, backfill
     from rf_pipelines.tasks.runner import build
 
     sources.get_source(source)
@@ -554,7 +556,11 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
             return imports.days_finished_since(conn, source, todo, started)
 
     try:
-        if tasks:
+        if tasks and run_day is None:
+            # A backfill: a window of days at a time, so that luigid is never swamped.
+            with watching(f"{source} days", len(tasks), days_done):
+                backfill.import_range(source, todo, local_scheduler or None, workers)
+        elif tasks:
             with watching(f"{source} days", len(tasks), days_done):
                 build(tasks, local_scheduler=local_scheduler or None, workers=workers)
     finally:
