@@ -2,7 +2,7 @@
 
 import argparse
 
-from bench import bulk_completeness, imports, ingest, upload_workflow, uploads_many
+from bench import backfill, bulk_completeness, imports, ingest, upload_workflow, uploads_many
 
 BENCHMARKS = {
     "bulk_completeness": bulk_completeness.run,
@@ -13,6 +13,7 @@ BENCHMARKS = {
         size=46_341, bands=1, through_s3=False
     ),
     "imports": imports.run,
+    "backfill": backfill.run,
     "ingest": ingest.run,
 }
 
