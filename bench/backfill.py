@@ -135,8 +135,11 @@ class Sampler(threading.Thread):
         data = json.dumps({"status": status, "upstream_status": upstream, "search": ""})
         url = f"{self.url}/api/task_list?data={urllib.parse.quote(data)}"
         start = time.perf_counter()
-        with urllib.request.urlopen(url, timeout=120) as answer:
-            body = json.loads(answer.read())["response"]
+        try:
+            with urllib.request.urlopen(url, timeout=120) as answer:
+                body = json.loads(answer.read())["response"]
+        except OSError:
+            body = {}  # no answer in 2 minutes: its wait is the figure
         self.latencies.append(time.perf_counter() - start)
         return body["num_tasks"] if "num_tasks" in body else len(body)
 

@@ -514,7 +514,8 @@ def import_command(source, day, lookback, start, stop, local_scheduler, workers)
 
     Prints one JSON line per day; exits 0 only when every day is COMPLETE. A backfill
     gives luigid a window of days at a time (RF_BACKFILL_TASKS tasks at most, default
-    2000); a failed day does not stop the next windows, a service away (exit 75) does.
+    2000); a failed day does not stop the next windows, a service away (exit 75) or a
+    bad setting (2) does.
     """
     import datetime
 

@@ -62,12 +62,10 @@ class BuildFailed(RfError):
         lines: one line per failed task: what failed, why, where its log is.
         failures: the failed tasks' records (task_id, family, params, error, kind, phase, log).
         exit_code: the command's exit code for this outcome.
-        run_name: the run's folder name (``runs.start``), which its notification names.
     """
 
-    def __init__(self, summary, exit_code=1, lines=(), failures=(), run_name=""):
+    def __init__(self, summary, exit_code=1, lines=(), failures=()):
         self.summary = summary
-        self.run_name = run_name
         self.failures = list(failures)
         self.lines = list(lines) or [summary.strip().splitlines()[-1] if summary.strip() else ""]
         super().__init__("\n".join(self.lines))

@@ -71,11 +71,28 @@ def groups(days, counts, bound):
     return packed + ([group] if group else [])
 
 
-class _Outcome:
-    """What the builds of a backfill reported, put together as one build reports."""
+class _Builds:
+    """The builds of one backfill, and what they reported put together as one build reports."""
 
-    def __init__(self):
+    def __init__(self, local_scheduler, workers):
+        self.local_scheduler, self.workers = local_scheduler, workers
         self.lines, self.failures, self.summaries, self.codes = [], [], [], []
+
+    def run(self, tasks):
+        """Runs one build; returns the failures it reported."""
+        try:
+            build(tasks, local_scheduler=self.local_scheduler, workers=self.workers, notify=False)
+        except BuildFailed as err:
+            self.add(err)
+            return err.failures
+        except ServiceUnavailable as err:
+            self.stop(RETRY_LATER, f"{err} (retry later)")
+        except RPCError as err:
+            # luigid went away during the build, for longer than the worker's retries.
+            log.exception("luigid stopped answering")
+            where = os.environ.get(runs.COMMAND_LOG_ENV, "run with --verbose for details")
+            self.stop(RETRY_LATER, f"{runs.one_line(err)} (retry later; log: {where})")
+        return []
 
     def add(self, err):
         self.lines += err.lines
@@ -110,11 +127,11 @@ def import_range(source, days, local_scheduler=None, workers=1, bound=None):
 
     Raises:
         BuildFailed: a day failed, or the backfill stopped; ``lines`` and ``failures`` are
-            those of every window, ``exit_code`` as ``_Outcome.exit_code``. The failures are
+            those of every window, ``exit_code`` as ``_Builds.exit_code``. The failures are
             sent in one notification (``[RfNotify]``).
     """
     bound = bound or config.settings().backfill_tasks
-    outcome = _Outcome()
+    builds = _Builds(local_scheduler, workers)
     try:
         chunks = windows(list(days), bound)
         for number, window in enumerate(chunks, 1):
@@ -122,48 +139,35 @@ def import_range(source, days, local_scheduler=None, workers=1, bound=None):
                 "backfill %s: window %d/%d, %s..%s (%d days)",
                 *(source, number, len(chunks), window[0], window[-1], len(window)),
             )
-            discoveries = [DiscoverDay(source=source, day=d, run_day=d) for d in window]
-            failed = _days_of(_build(outcome, discoveries, local_scheduler, workers))
-            if outcome.stopped:
-                break
-            with db.connect(config.settings().database_url) as conn:
-                counts = imports.discovered_counts(conn, source, window)
-            for group in groups([d for d in window if d not in failed], counts, bound):
-                tasks = [ImportDay(source=source, day=d, run_day=d) for d in group]
-                _build(outcome, tasks, local_scheduler, workers)
-                if outcome.stopped:
-                    break
-            if outcome.stopped:
+            _import_window(builds, source, window, bound)
+            if builds.stopped:
                 break
     finally:
-        if outcome.failures:
+        if builds.failures:
             what = f"backfill {source} {days[0]}..{days[-1]}"
-            summary = "\n\n".join(outcome.summaries)
-            notifications.send(*notifications.failure_report(what, outcome.failures, summary))
-    if outcome.exit_code:
+            summary = "\n\n".join(builds.summaries)
+            notifications.send(*notifications.failure_report(what, builds.failures, summary))
+    if builds.exit_code:
         raise BuildFailed(
-            "\n\n".join(outcome.summaries),
-            exit_code=outcome.exit_code,
-            lines=outcome.lines,
-            failures=outcome.failures,
+            "\n\n".join(builds.summaries),
+            exit_code=builds.exit_code,
+            lines=builds.lines,
+            failures=builds.failures,
         )
 
 
-def _build(outcome, tasks, local_scheduler, workers):
-    """Runs one build of the backfill; returns the failures it reported."""
-    try:
-        build(tasks, local_scheduler=local_scheduler, workers=workers, notify=False)
-    except BuildFailed as err:
-        outcome.add(err)
-        return err.failures
-    except ServiceUnavailable as err:
-        outcome.stop(RETRY_LATER, f"{err} (retry later)")
-    except RPCError as err:
-        # luigid went away during the build, for longer than the worker's retries.
-        log.exception("luigid stopped answering")
-        where = os.environ.get(runs.COMMAND_LOG_ENV, "run with --verbose for details")
-        outcome.stop(RETRY_LATER, f"{runs.one_line(err)} (retry later; log: {where})")
-    return []
+def _import_window(builds, source, window, bound):
+    """Discovers the window's days, then imports those discovered in groups that fit the
+    bound; stops at the first build that stops the backfill."""
+    failed = _days_of(builds.run([DiscoverDay(source=source, day=d, run_day=d) for d in window]))
+    if builds.stopped:
+        return
+    with db.connect(config.settings().database_url) as conn:
+        counts = imports.discovered_counts(conn, source, window)
+    for group in groups([d for d in window if d not in failed], counts, bound):
+        builds.run([ImportDay(source=source, day=d, run_day=d) for d in group])
+        if builds.stopped:
+            return
 
 
 def _days_of(failures):

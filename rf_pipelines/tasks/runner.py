@@ -145,7 +145,6 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
             lines=[failure_line(f) for f in failures] + ([_held_line(held)] if held else [])
             or [_outcome_line(result, code, elsewhere)],
             failures=failures,
-            run_name=run.name,
         )
     return result
 

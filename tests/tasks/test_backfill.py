@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import socket
 import threading
 
 import pytest
@@ -48,6 +49,7 @@ class _Builds:
     def __init__(self, monkeypatch, before=None):
         self.days, self.held = [], []
         self._build, self._before = backfill.build, before
+        self._luigid = RemoteScheduler(scheduler_url())  # the suite's, whatever the test does
         monkeypatch.setattr(backfill, "build", self)
 
     def __call__(self, tasks, **kwargs):
@@ -58,7 +60,7 @@ class _Builds:
         try:
             return self._build(tasks, **kwargs)
         finally:
-            self.held.append(len(_ours(RemoteScheduler(scheduler_url()).task_list("", ""), days)))
+            self.held.append(len(_ours(self._luigid.task_list("", ""), days)))
 
 
 class _Sampler(threading.Thread):
@@ -136,6 +138,7 @@ def test_a_failed_day_does_not_stop_the_next_windows(s2_bucket, settings_env, mo
     assert len(errors) == 1 and f"day={days[0]}" in errors[0], out
     [message] = smtp.messages  # one notification for the whole backfill
     assert f"backfill sentinel2 {days[0]}..{days[-1]}: 1 task(s) failed" in message
+    assert "visualiser: " in message  # each failure links to luigid, as for one build
 
     # Fixed, the rerun schedules the failed day alone: complete windows are skipped.
     mirror.put_day(s2_bucket, days[0], ["DP"])
@@ -146,9 +149,19 @@ def test_a_failed_day_does_not_stop_the_next_windows(s2_bucket, settings_env, mo
     assert [r["status"] for r in reports] == ["COMPLETE"] * 7
 
 
+def _assert_stopped_after_the_first_window(builds, days, code, reports, out, exit_code):
+    assert code == exit_code, out
+    assert builds.days == [days[0:3], days[0:3], days[3:6]]  # the third window never ran
+    assert [r.get("status") for r in reports] == ["COMPLETE"] * 3 + [None] * 4
+    errors = [line for line in out.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 3 and all("DiscoverDay(" in line for line in errors), out
+    return errors
+
+
 def test_a_store_away_stops_the_remaining_windows(
     s2_bucket, settings_env, monkeypatch, local_services, luigi_config
 ):
+    """Transient: the next windows would meet it too; the same command, later, goes on."""
     from bench.proxy import Proxy
 
     settings_env.setenv("RF_BACKFILL_TASKS", str(BOUND))
@@ -168,11 +181,49 @@ def test_a_store_away_stops_the_remaining_windows(
 
         builds = _Builds(monkeypatch, before)
         code, reports, out = _backfill(days)
+    _assert_stopped_after_the_first_window(builds, days, code, reports, out, 75)
+
+
+def test_a_bad_setting_stops_the_remaining_windows(s2_bucket, settings_env, monkeypatch):
+    settings_env.setenv("RF_BACKFILL_TASKS", str(BOUND))
+    days = _days(7)
+    for day in days:
+        mirror.put_day(s2_bucket, day, ["DP"])
+
+    def before(number):
+        if number == 3:  # the second window: the mirror's root names a bucket the store lacks
+            settings_env.setenv("RF_SENTINEL2_ROOT", "s3://rf-no-such-bucket/s2")
+            config.settings.cache_clear()
+
+    builds = _Builds(monkeypatch, before)
+    code, reports, out = _backfill(days)
+    errors = _assert_stopped_after_the_first_window(builds, days, code, reports, out, 2)
+    assert all("rf-no-such-bucket" in line for line in errors), out
+
+
+def test_luigid_away_stops_the_remaining_windows(s2_bucket, settings_env, monkeypatch):
+    settings_env.setenv("RF_BACKFILL_TASKS", str(BOUND))
+    days = _days(8)
+    for day in days:
+        mirror.put_day(s2_bucket, day, ["DP"])
+    with socket.socket() as nobody:  # bound, never listening: connections are refused
+        nobody.bind(("127.0.0.1", 0))
+        away = f"http://127.0.0.1:{nobody.getsockname()[1]}"
+
+        def before(number):
+            if number == 3:  # luigid stops answering before the second window
+                settings_env.setenv("RF_SCHEDULER_URL", away)
+
+        builds = _Builds(monkeypatch, before)
+        code, reports, out = _backfill(days)
     assert code == 75, out
-    assert builds.days == [days[0:3], days[0:3], days[3:6]]  # the third window never ran
+    assert builds.days == [days[0:3], days[0:3], days[3:6]]
     assert [r.get("status") for r in reports] == ["COMPLETE"] * 3 + [None] * 4
     errors = [line for line in out.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 3 and all("DiscoverDay(" in line for line in errors), out
+    assert errors == [
+        f"Error: luigid at {away} does not answer; start it (rf-pipelines services start, or "
+        "rf-pipelines scheduler) or run in-process with --local-scheduler (retry later)"
+    ]
 
 
 @pytest.mark.parametrize("bound", ["0", "many"])
