@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 
+import luigi.interface
 from luigi.rpc import RPCError
 
 from rf_pipelines import config, runs
@@ -33,8 +34,8 @@ from rf_pipelines.errors import (
     BuildFailed,
     ServiceUnavailable,
 )
-from rf_pipelines.tasks.imports import BATCH_SIZE, DiscoverDay, ImportDay
-from rf_pipelines.tasks.runner import build
+from rf_pipelines.tasks.imports import BATCH_SIZE, DiscoverDay, ImportBatch, ImportDay
+from rf_pipelines.tasks.runner import build, scheduler_url
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,20 @@ class _Builds:
             where = os.environ.get(runs.COMMAND_LOG_ENV, "run with --verbose for details")
             self.stop(RETRY_LATER, f"{runs.one_line(err)} (retry later; log: {where})")
         return []
+
+    def forget(self, tasks):
+        """Asks luigid to drop those of ``tasks`` that are done (``RfScheduler.forget_done``),
+        so that what it holds of the backfill stays within the bound; failed ones stay, for
+        their links. A luigid without the call (plain ``luigid``) keeps them ``remove_delay``."""
+        from luigi.rpc import RemoteScheduler
+
+        if self.local_scheduler or luigi.interface.core().local_scheduler:
+            return
+        ids = [task.task_id for task in tasks]
+        try:
+            RemoteScheduler(scheduler_url())._request("/api/forget_done", {"task_ids": ids})
+        except Exception as err:  # noqa: BLE001 - the backfill goes on; luigid keeps them
+            log.warning("luigid did not forget %d finished tasks: %s", len(ids), err)
 
     def add(self, err):
         self.lines += err.lines
@@ -158,16 +173,31 @@ def import_range(source, days, local_scheduler=None, workers=1, bound=None):
 
 def _import_window(builds, source, window, bound):
     """Discovers the window's days, then imports those discovered in groups that fit the
-    bound; stops at the first build that stops the backfill."""
-    failed = _days_of(builds.run([DiscoverDay(source=source, day=d, run_day=d) for d in window]))
+    bound, luigid forgetting each build's finished tasks; stops at the first build that
+    stops the backfill."""
+    discoveries = [DiscoverDay(source=source, day=d, run_day=d) for d in window]
+    failed = _days_of(builds.run(discoveries))
+    builds.forget(discoveries)  # each group's are added again, done, as its days' inputs
     if builds.stopped:
         return
     with db.connect(config.settings().database_url) as conn:
         counts = imports.discovered_counts(conn, source, window)
     for group in groups([d for d in window if d not in failed], counts, bound):
         builds.run([ImportDay(source=source, day=d, run_day=d) for d in group])
+        builds.forget([task for d in group for task in _tasks_of(source, d, counts.get(d))])
         if builds.stopped:
             return
+
+
+def _tasks_of(source, day, discovered):
+    """A backfilled day's tasks: DiscoverDay, ImportDay and its batches."""
+    params = {"source": source, "day": day, "run_day": day}
+    batches = tasks_of_day(BATCH_SIZE if discovered is None else discovered) - 2
+    return [
+        DiscoverDay(**params),
+        ImportDay(**params),
+        *(ImportBatch(**params, batch=n) for n in range(batches)),
+    ]
 
 
 def _days_of(failures):

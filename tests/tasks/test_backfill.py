@@ -64,7 +64,7 @@ class _Builds:
 
 
 class _Sampler(threading.Thread):
-    """Samples luigid's tasks of the backfill that are not done yet, every 50 ms."""
+    """Samples how many tasks of the backfill luigid holds (done or not), every 50 ms."""
 
     def __init__(self, days):
         super().__init__(daemon=True)
@@ -73,8 +73,7 @@ class _Sampler(threading.Thread):
     def run(self):
         luigid = RemoteScheduler(scheduler_url())
         while not self._done.wait(0.05):
-            tasks = _ours(luigid.task_list("", ""), self.days)
-            self.counts.append(sum(t["status"] != "DONE" for t in tasks.values()))
+            self.counts.append(len(_ours(luigid.task_list("", ""), self.days)))
 
     def __enter__(self):
         self.start()
@@ -110,9 +109,11 @@ def test_a_backfill_runs_in_windows_that_keep_luigid_within_the_bound(
     # Each window: its days discovered, then imported.
     windows = [days[0:3], days[3:6], days[6:7]]
     assert builds.days == [w for w in windows for _ in (0, 1)]
-    # What luigid holds of each build's days: 3 tasks a day, never more than the bound.
+    # What luigid holds of each build's days as it ends: 3 tasks a day, within the bound.
     assert builds.held == [3, 9, 3, 9, 1, 3]
     assert 0 < max(sampler.counts) <= BOUND
+    # Each build's finished tasks were forgotten: luigid keeps none of them for the day.
+    assert _ours(RemoteScheduler(scheduler_url()).task_list("", ""), days) == {}
 
     # A rerun finds the range complete in one query, and schedules nothing.
     rerun = _Builds(monkeypatch)
@@ -139,6 +140,10 @@ def test_a_failed_day_does_not_stop_the_next_windows(s2_bucket, settings_env, mo
     [message] = smtp.messages  # one notification for the whole backfill
     assert f"backfill sentinel2 {days[0]}..{days[-1]}: 1 task(s) failed" in message
     assert "visualiser: " in message  # each failure links to luigid, as for one build
+    # luigid forgot the finished tasks, and kept the failed day's for that link.
+    held = _ours(RemoteScheduler(scheduler_url()).task_list("", ""), days).values()
+    assert {t["params"]["day"] for t in held} == {str(days[0])}
+    assert "FAILED" in {t["status"] for t in held}
 
     # Fixed, the rerun schedules the failed day alone: complete windows are skipped.
     mirror.put_day(s2_bucket, days[0], ["DP"])
