@@ -10,6 +10,9 @@ every worker and the visualiser down (luigi issues #1750, #2277). A backfill hol
 - then they are imported in groups whose tasks fit the bound: a day is its DiscoverDay (done
   by then), its ImportDay and one ImportBatch per ``BATCH_SIZE`` scenes of its manifest, which
   discovery counted. A day is never split: one with more batches than the bound runs alone.
+- as each build ends, luigid forgets its finished tasks (``RfScheduler.forget_done``): its
+  ``remove_delay`` would keep them a day, and every list luigid serves goes through all the
+  tasks it holds. Failed ones stay, for the links the command reports.
 
 A window whose days failed (exit 3) or that met another worker's run (7) is reported and the
 next window runs; any other outcome (a service or API away, 75; a bad setting, 2; a task that
