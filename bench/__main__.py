@@ -2,7 +2,15 @@
 
 import argparse
 
-from bench import bulk_completeness, geoparquet, imports, ingest, upload_workflow, uploads_many
+from bench import (
+    backfill,
+    bulk_completeness,
+    geoparquet,
+    imports,
+    ingest,
+    upload_workflow,
+    uploads_many,
+)
 
 BENCHMARKS = {
     "bulk_completeness": bulk_completeness.run,
@@ -14,6 +22,7 @@ BENCHMARKS = {
     ),
     "imports": imports.run,
     "geoparquet": geoparquet.run,
+    "backfill": backfill.run,
     "ingest": ingest.run,
     "ingest_cluster": ingest.run_cluster,
 }

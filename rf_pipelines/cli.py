@@ -541,7 +541,9 @@ def import_command(source, day, lookback, start, stop, geoparquet, local_schedul
       rf-pipelines import sentinel2-stac --from-geoparquet s3://bucket/s2-2023-10.parquet
 
     Prints one JSON line per day (per file with --from-geoparquet); exits 0 only when every
-    day (every row) is imported.
+    day (every row) is imported. A backfill gives luigid a window of days at a time
+    (RF_BACKFILL_TASKS tasks at most, default 2000); a failed day does not stop the next
+    windows, a service away (exit 75) or a bad setting (2) does.
     """
     import datetime
 
@@ -550,7 +552,7 @@ def import_command(source, day, lookback, start, stop, geoparquet, local_schedul
     from rf_pipelines.catalog import imports
     from rf_pipelines.errors import InvalidInput
     from rf_pipelines.progress import watching
-    from rf_pipelines.tasks import ImportDay
+    from rf_pipelines.tasks import ImportDay, backfill
     from rf_pipelines.tasks.runner import build
 
     if geoparquet:
@@ -588,7 +590,11 @@ def import_command(source, day, lookback, start, stop, geoparquet, local_schedul
             return imports.days_finished_since(conn, source, todo, started)
 
     try:
-        if tasks:
+        if tasks and run_day is None:
+            # A backfill: a window of days at a time, so that luigid is never swamped.
+            with watching(f"{source} days", len(tasks), days_done):
+                backfill.import_range(source, todo, local_scheduler or None, workers)
+        elif tasks:
             with watching(f"{source} days", len(tasks), days_done):
                 build(tasks, local_scheduler=local_scheduler or None, workers=workers)
     finally:

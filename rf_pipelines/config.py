@@ -129,6 +129,11 @@ class RfConfig(luigi.Config):
         description="Processes that work on the files of one batch of an upload at once "
         "(env RF_UPLOAD_PROCESSES; default the cores this process may use).",
     )
+    backfill_tasks = luigi.Parameter(
+        default="",
+        description="Most tasks a backfill (import --start/--stop) gives luigid at once: its "
+        "range is scheduled in windows of days that fit (env RF_BACKFILL_TASKS; default 2000).",
+    )
     scratch_dir = luigi.Parameter(
         default="",
         description="Local folder for files on their way to or from S3: a source being "
@@ -149,6 +154,7 @@ class Settings:
         max_upload_pixels: largest width x height accepted in an upload file.
         upload_processes: processes working on one batch of an upload's files at once.
         scratch_dir: local folder for files on their way to or from S3.
+        backfill_tasks: most tasks a backfill gives luigid at once (its window's tasks).
     """
 
     home: Path
@@ -166,6 +172,7 @@ class Settings:
     s3_access: tuple = ()
     upload_processes: int = 0
     scratch_dir: str = ""
+    backfill_tasks: int = 2000
 
     @property
     def task_history_url(self):
@@ -252,6 +259,8 @@ def load_settings():
     processes = parse_positive_int(value, source) if value else usable_cores()
     value, source = _pick(["RF_SCRATCH_DIR"], cfg.scratch_dir, "scratch_dir")
     scratch = parse_scratch_dir(value, source) if value else tempfile.gettempdir()
+    value, source = _pick(["RF_BACKFILL_TASKS"], cfg.backfill_tasks, "backfill_tasks")
+    backfill_tasks = parse_positive_int(value, source) if value else Settings.backfill_tasks
     return Settings(
         home,
         data_root,
@@ -266,6 +275,7 @@ def load_settings():
         s3_access=access,
         upload_processes=processes,
         scratch_dir=scratch,
+        backfill_tasks=backfill_tasks,
         **urls,
     )
 

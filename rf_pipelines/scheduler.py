@@ -1,4 +1,5 @@
-"""luigid as this package runs it: its configuration, and its web app with the task logs.
+"""luigid as this package runs it: its configuration, its web app with the task logs, and a
+call that forgets a backfill's finished tasks (``RfScheduler.forget_done``).
 
 The tracking URL of every task run through luigid is ``{luigid}/logs/{day}/{task}.log``, so
 the visualiser's "track progress" link opens the task's log. The route reads the log from
@@ -12,6 +13,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import luigi.cmdline
+import luigi.scheduler
 import luigi.server
 import tornado.ioloop
 import tornado.web
@@ -101,6 +103,24 @@ class TaskLogHandler(tornado.web.RequestHandler):
         self.write(f"<!doctype html><title>task log</title><p>{html.escape(message)}</p>")
 
 
+class RfScheduler(luigi.scheduler.Scheduler):
+    """luigid's scheduler with one more call, ``forget_done``."""
+
+    @luigi.scheduler.rpc_method()
+    def forget_done(self, task_ids):
+        """Drops those of ``task_ids`` that are DONE, at once instead of ``remove_delay``
+        later: every task list luigid serves goes through all the tasks it holds (its
+        prune), so a backfill's finished days would slow it down for a day. Returns how
+        many it dropped."""
+        done = [
+            task_id
+            for task_id in task_ids
+            if getattr(self._state.get_task(task_id), "status", None) == luigi.scheduler.DONE
+        ]
+        self._state.inactivate_tasks(done)
+        return len(done)
+
+
 _luigi_app = luigi.server.app
 
 
@@ -113,8 +133,10 @@ def app(scheduler):
 
 def main(argv=None):
     """luigid's command line (``--address``, ``--port``, ``--background``...), with the log
-    route: luigi.server builds its app through ``luigi.server.app``, replaced here."""
+    route and ``forget_done``: luigi.server builds its app through ``luigi.server.app`` and
+    its scheduler through ``luigi.server.Scheduler``, replaced here."""
     luigi.server.app = app
+    luigi.server.Scheduler = RfScheduler
     luigi.cmdline.luigid(sys.argv[1:] if argv is None else argv)
 
 

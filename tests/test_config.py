@@ -153,3 +153,14 @@ def test_a_bad_port_fails_with_one_line_naming_it(settings_env, name, value):
     result = CliRunner().invoke(cli, ["services", "env"])
     assert result.exit_code == 2
     assert result.output.startswith(f"Error: {name}: {value!r} is not a usable port")
+
+
+def test_the_backfill_bound_defaults_to_2000_and_is_read_from_either_place(
+    settings_env, luigi_config
+):
+    settings_env.delenv("RF_BACKFILL_TASKS", raising=False)
+    assert config.load_settings().backfill_tasks == 2000
+    luigi_config("RfConfig", "backfill_tasks", "500")
+    assert config.load_settings().backfill_tasks == 500
+    settings_env.setenv("RF_BACKFILL_TASKS", "1_000")  # the environment wins
+    assert config.load_settings().backfill_tasks == 1000

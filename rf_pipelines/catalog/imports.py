@@ -408,6 +408,17 @@ def complete_days(conn, source, first, last):
         return {row[0] for row in cur.fetchall()}
 
 
+def discovered_counts(conn, source, days):
+    """{day: scenes its last discovery listed} for those of ``days`` that have a row (one
+    query)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT day, discovered FROM import_days WHERE source = %s AND day = ANY(%s)",
+            (source, list(days)),
+        )
+        return dict(cur.fetchall())
+
+
 def day_report(conn, source, day):
     """The day's status, counts and failures, or None when it never ran."""
     with conn.cursor() as cur:

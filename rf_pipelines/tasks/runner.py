@@ -133,10 +133,10 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
     # is reported through them; any other reason of the batch is reported too.
     covered = {f.get("within") for f in failures}
     failures = [f for f in failures if not (f.get("per_file") and f["task_id"] in covered)]
+    for failure in failures:
+        if not local_scheduler:
+            failure["visualiser"] = visualiser_url(failure.get("within") or failure["task_id"])
     if failures and notify:
-        for failure in failures:
-            if not local_scheduler:
-                failure["visualiser"] = visualiser_url(failure.get("within") or failure["task_id"])
         notifications.send(*notifications.failure_report(run.name, failures, result.summary_text))
     if code:
         raise BuildFailed(
