@@ -12,8 +12,10 @@ change nothing. ``fingerprint`` (size and modification time, or the S3 ETag) mak
 version of the file at the same URL a new task.
 """
 
+import contextlib
 import datetime
 import functools
+import gc
 import hashlib
 import json
 import time
@@ -84,7 +86,11 @@ class ImportGeoparquet(RfTask):
         started = time.perf_counter()
         counts = {"rows": 0, "written": 0, "unchanged": 0, "failed": 0}
         failures = {}
-        with files.staged(self.url) as path, ThreadPoolExecutor(1) as writer:
+        with (
+            _collector_paused(),
+            files.staged(self.url) as path,
+            ThreadPoolExecutor(1) as writer,
+        ):
             imported = functools.partial(self.retry, self._imported)
             pending = None
             for numbers, batch, skipped in _batches(path, self.url, imported):
@@ -161,6 +167,22 @@ def imports_writers():
     """The other writers whose scenes a file leaves as they are when it has the same
     product: the day imports at their current version and the listener."""
     return [f"{ImportBatch.get_task_family()}@v{ImportBatch.version}", imports.LISTENER_WRITTEN_BY]
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector off while a file is read. A batch's records are a million
+    small dicts and lists that live until the batch is loaded: each batch set off several
+    full collections, each walking every object of the process, which cost twice as much as
+    making the records (22.8 s against 7.5 s for 100,000 rows). The records hold no cycles;
+    whatever cycles the run leaves are collected when it ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _batches(path, url, imported):
