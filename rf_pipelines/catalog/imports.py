@@ -269,13 +269,16 @@ LISTENER_WRITTEN_BY = "listen@v1"
 def imported_products(conn, source_name, product_ids, writers):
     """The subset of ``product_ids`` already imported from this source by one of ``writers``
     (the importing steps at their current versions: a scene an older version wrote is
-    imported again), in one query."""
+    imported again), in one query: one probe of the product index per id (a file's 10,000
+    ids in 0.1 to 0.3 s whatever the catalog's size; as ``= ANY(ids)`` the planner scanned
+    every scene of the owner, reading each one's metadata: 2.3 s in a catalog of 100,000)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT scene_metadata->>'product_id' FROM scenes WHERE owner = %s "
-            "AND scene_metadata->>'product_id' = ANY(%s) "
-            "AND scene_metadata->>'import_source' = %s AND written_by = ANY(%s)",
-            (IMPORT_OWNER, list(product_ids), source_name, list(writers)),
+            # LIMIT keeps the subquery apart: a nested loop over the ids, not a scan.
+            "SELECT p.id FROM unnest(%s::text[]) AS p(id) CROSS JOIN LATERAL "
+            "(SELECT 1 FROM scenes WHERE owner = %s AND scene_metadata->>'product_id' = p.id "
+            "AND scene_metadata->>'import_source' = %s AND written_by = ANY(%s) LIMIT 1) AS s",
+            (list(product_ids), IMPORT_OWNER, source_name, list(writers)),
         )
         return {row[0] for row in cur.fetchall()}
 
