@@ -72,19 +72,46 @@ def copy_scenes(conn, records, written_by, kept_writers):
     Returns:
         (written, unchanged): scenes inserted or updated, and scenes left as they were.
     """
-    if not records:
-        return 0, 0
-    sources = {}
-    for name in {r["datasource"] for r in records}:
-        sources[name] = upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
+    sources = import_datasources(conn, {r["datasource"] for r in records})
+    return copy_scene_lines(conn, scene_lines(records, sources, written_by), kept_writers)
+
+
+def import_datasources(conn, names):
+    """The id of each datasource named, ``{name: id}``, made public when new."""
+    return {
+        name: upsert_datasource(conn, name, IMPORT_OWNER, visibility="PUBLIC")["id"]
+        for name in names
+    }
+
+
+def scene_lines(records, datasource_ids, written_by):
+    """The COPY lines of ``copy_scene_lines``, one a scene (of two records of the same scene,
+    the newest product's), without the database: ``{scene id: line}``.
+
+    Args:
+        records: scene records.
+        datasource_ids: the id of each record's datasource (``import_datasources``).
+        written_by: the importing step, e.g. ``ImportGeoparquet@v1``.
+    """
     unique = {}
     for record in records:
         key = str(scene_id(record))
         if key not in unique or _rank(record) >= _rank(unique[key]):
             unique[key] = record
-    lines = {
-        key: _copy_line(key, r, sources[r["datasource"]], written_by) for key, r in unique.items()
+    return {
+        key: _copy_line(key, r, datasource_ids[r["datasource"]], written_by)
+        for key, r in unique.items()
     }
+
+
+def copy_scene_lines(conn, lines, kept_writers):
+    """``copy_scenes`` of the lines ``scene_lines`` made.
+
+    Returns:
+        (written, unchanged): scenes inserted or updated, and scenes left as they were.
+    """
+    if not lines:
+        return 0, 0
     with conn.cursor() as cur:
         _lz4_compression(cur)
         known = _known_scenes(cur, list(lines))
@@ -95,7 +122,7 @@ def copy_scenes(conn, records, written_by, kept_writers):
         merged = [line for key, line in lines.items() if key in known]
         if merged:
             written += _merge(cur, merged, kept_writers)
-    return written, len(unique) - written
+    return written, len(lines) - written
 
 
 def _lz4_compression(cur):
@@ -123,14 +150,20 @@ def _copy_fresh(cur, lines):
         return 0
     cur.execute("SAVEPOINT fresh_scenes")
     try:
-        cur.copy_expert(
-            f"COPY scenes ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
-        )
+        _copy(cur, "scenes", lines)
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT fresh_scenes")
         return None
     cur.execute("RELEASE SAVEPOINT fresh_scenes")
     return len(lines)
+
+
+def _copy(cur, table, lines):
+    cur.copy_expert(
+        f"COPY {table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN",
+        io.StringIO("".join(lines)),
+        size=_COPY_READ_SIZE,
+    )
 
 
 def _merge(cur, lines, kept_writers):
@@ -140,9 +173,7 @@ def _merge(cur, lines, kept_writers):
         "CREATE TEMP TABLE IF NOT EXISTS scene_stage (LIKE scenes INCLUDING DEFAULTS) "
         "ON COMMIT DELETE ROWS"
     )
-    cur.copy_expert(
-        f"COPY scene_stage ({', '.join(_COPY_COLUMNS)}) FROM STDIN", io.StringIO("".join(lines))
-    )
+    _copy(cur, "scene_stage", lines)
     cur.execute(
         f"INSERT INTO scenes ({', '.join(_SCENE_COLUMNS)}) "
         f"SELECT {', '.join(_SCENE_COLUMNS)} FROM scene_stage "
@@ -161,6 +192,9 @@ def _merge(cur, lines, kept_writers):
     return written
 
 
+# COPY reads its text 8 MB at a time, not psycopg2's 8 kB: each read takes the GIL back
+# from the thread making the next batch's records (a switch every 5 ms at most).
+_COPY_READ_SIZE = 8 << 20
 # The columns COPY fills, in the order _copy_line writes them.
 _COPY_COLUMNS = (
     "id",
