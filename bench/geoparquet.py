@@ -9,6 +9,10 @@ acquired on 2023-10-08). rustac's own writer (``rustac translate``) writes them 
 stac-geoparquet, 10,000 items a file (it holds a file's items in memory: 2.4 GB for 10,000 of
 these); pyarrow joins those files, row group by row group, into one file of 100,000 rows.
 The file is kept in the system's temporary folder for later runs.
+
+Where an import's time goes, measured apart: the Python work alone (the file's batches read,
+their records and COPY lines made, no database) and PostgreSQL's alone (those lines loaded
+as the import's writer loads them, a transaction a batch, into a new catalog).
 """
 
 import json
@@ -18,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -26,7 +31,10 @@ from click.testing import CliRunner
 from bench.imports import _drop, _fresh_database
 from bench.timing import row
 from rf_pipelines import config, services
+from rf_pipelines.catalog import db, imports
 from rf_pipelines.cli import cli
+from rf_pipelines.imagery import stac_arrow
+from rf_pipelines.tasks.geoparquet import BATCH_ROWS, _collector_paused
 
 ITEM = (
     Path(__file__).resolve().parents[1]
@@ -108,6 +116,13 @@ def run(repeat=1, count=100_000, baseline_count=5_000):
         finally:
             _drop(admin, name)
 
+        admin, name = _fresh_database()
+        try:
+            python, batches = _python_seconds(path)
+            postgres = _postgres_seconds(batches)
+        finally:
+            _drop(admin, name)
+
     api_rate = baseline_count / by_api
     yield row(
         f"geoparquet: {count:,} scenes from a local file: {count / first:,.0f} scenes/s",
@@ -121,6 +136,57 @@ def run(repeat=1, count=100_000, baseline_count=5_000):
         "first read (above)",
         first,
     )
+    yield row(
+        f"geoparquet, Python alone: records and COPY lines: {count / python:,.0f} rows/s",
+        python,
+        "the import (first row)",
+        first,
+    )
+    yield row(
+        f"geoparquet, PostgreSQL alone: COPY of those lines: {count / postgres:,.0f} rows/s",
+        postgres,
+        "the import (first row)",
+        first,
+    )
+
+
+def _python_seconds(path):
+    """Seconds to read the file and make its COPY lines (as ImportGeoparquet does, without
+    a database), and the lines of each batch."""
+    placeholder = uuid.uuid4()  # the datasource's id, put in once the catalog has one
+    batches = []
+    start = time.perf_counter()
+    with _collector_paused():
+        parquet = pq.ParquetFile(path)
+        columns = stac_arrow.columns(parquet)
+        first = 0
+        for batch in parquet.iter_batches(BATCH_ROWS, columns=columns):
+            outcomes = stac_arrow.batch_records(batch, "Sentinel-2 L2A", first_row=first)
+            first += batch.num_rows
+            records = [record for _, record, _ in outcomes]
+            for record in records:
+                record["scene_metadata"]["import_source"] = "sentinel2-stac"
+            ids = {"Sentinel-2 L2A": placeholder}
+            batches.append(imports.scene_lines(records, ids, "ImportGeoparquet@bench"))
+    seconds = time.perf_counter() - start
+    return seconds, [(placeholder, lines) for lines in batches]
+
+
+def _postgres_seconds(batches):
+    """Seconds for PostgreSQL to load the batches' lines, a transaction each, as the
+    import's writer does (the lines made beforehand)."""
+    url = config.settings().database_url
+    with db.transaction(url) as conn:
+        ident = str(imports.import_datasources(conn, ["Sentinel-2 L2A"])["Sentinel-2 L2A"])
+    ready = [
+        {key: line.replace(str(placeholder), ident) for key, line in lines.items()}
+        for placeholder, lines in batches
+    ]
+    start = time.perf_counter()
+    for lines in ready:
+        with db.transaction(url) as conn:
+            imports.copy_scene_lines(conn, lines, ["ImportGeoparquet@bench"])
+    return time.perf_counter() - start
 
 
 def _cli_seconds(args):

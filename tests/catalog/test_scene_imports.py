@@ -163,3 +163,16 @@ def test_scenes_another_writer_added_meanwhile_are_merged(database_url, monkeypa
         assert imports.copy_scenes(conn, records, "W@v1", ["Other@v1"]) == (1, 1)
     after = _rows(database_url)
     assert len(after) == 2 and before[0] in after  # the other writer's product kept
+
+
+def test_copied_scenes_are_compressed_with_lz4_in_their_transaction_alone(database_url):
+    records = _records(1)
+    records[0]["scene_metadata"]["notes"] = "a long note " * 500  # stored compressed
+    with db.transaction(database_url) as conn:
+        imports.copy_scenes(conn, records, "W@v1", ["W@v1"])
+    with db.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_column_compression(scene_metadata), "
+            "current_setting('default_toast_compression'), scene_metadata->>'notes' FROM scenes"
+        )
+        assert cur.fetchall() == [("lz4", "pglz", "a long note " * 500)]

@@ -2,6 +2,7 @@
 ``s3://`` objects on the local store, written from real items by rustac's own writer."""
 
 import datetime
+import gc
 import json
 import os
 import shutil
@@ -234,3 +235,19 @@ def test_a_source_that_is_not_made_of_stac_items_is_refused(env):
     code, _, out = _from_file("sentinel2", geoparquet.SENTINEL2)
     assert code == 2
     assert out.strip().startswith("Error: source 'sentinel2' reads a bucket layout")
+
+
+def test_the_cycle_collector_is_paused_while_a_file_is_read_and_restored_after(env, monkeypatch):
+    path = env["tmp"] / "s2.parquet"
+    geoparquet.write(geoparquet.s2_items(), path)
+    seen = []
+    records = geoparquet_task._records
+
+    def watched(*args):
+        seen.append(gc.isenabled())
+        return records(*args)
+
+    monkeypatch.setattr(geoparquet_task, "_records", watched)
+    code, [report], out = _from_file("sentinel2-stac", path)
+    assert code == 0 and report["written"] == 5, out
+    assert seen == [False] and gc.isenabled()
