@@ -112,10 +112,20 @@ class RfScheduler(luigi.scheduler.Scheduler):
         later: every task list luigid serves goes through all the tasks it holds (its
         prune), so a backfill's finished days would slow it down for a day. Returns how
         many it dropped."""
+        # A DONE task that a task still to run depends on stays: luigid hands out a task
+        # only when each of its dependencies is there and DONE (another run's, say).
+        needed = {
+            dep
+            for task in self._state.get_active_tasks_by_status(
+                luigi.scheduler.PENDING, luigi.scheduler.RUNNING
+            )
+            for dep in task.deps
+        }
         done = [
             task_id
             for task_id in task_ids
-            if getattr(self._state.get_task(task_id), "status", None) == luigi.scheduler.DONE
+            if task_id not in needed
+            and getattr(self._state.get_task(task_id), "status", None) == luigi.scheduler.DONE
         ]
         self._state.inactivate_tasks(done)
         return len(done)

@@ -385,7 +385,9 @@ def start_day(conn, source, day, discovered, manifest_url):
 
 
 def record_failures(conn, source, day, failures):
-    """Stores failed scenes (ref -> reason) and marks the day PARTIAL."""
+    """Stores failed scenes (ref -> reason) and marks the day PARTIAL (a day import's:
+    ``source`` is an import source; a file's failures are under ``file_failures_source``,
+    which has no days)."""
     with conn.cursor() as cur:
         execute_values(
             cur,
@@ -534,3 +536,9 @@ def release_day(conn, source, day):
             (source, day),
         )
         return cur.rowcount == 1
+
+
+def file_failures_source(source):
+    """The ``import_failures.source`` of the rows of stac-geoparquet files that failed:
+    kept apart from the day imports' failures, which decide a day's status."""
+    return f"geoparquet:{source}"

@@ -173,9 +173,12 @@ class ImportGeoparquet(RfTask):
         kept = [self.written_by, *imports_writers()]
         with db.transaction(self.database()) as conn:
             loaded = imports.copy_scene_lines(conn, lines, kept)
-            imports.forget_failures(conn, self.source, done)
+            # Apart from the day imports' failures: a file's bad row must not make a day
+            # PARTIAL, nor fail the nightly check of its day for ever.
+            failures_source = imports.file_failures_source(self.source)
+            imports.forget_failures(conn, failures_source, done)
             for day, reasons in failed.items():
-                imports.record_failures(conn, self.source, day, reasons)
+                imports.record_failures(conn, failures_source, day, reasons)
         return loaded
 
 

@@ -236,3 +236,22 @@ def test_a_bad_bound_is_refused(s2_bucket, settings_env, bound):
     settings_env.setenv("RF_BACKFILL_TASKS", bound)
     code, _, out = _backfill(_days(6))
     assert code == 2 and f"RF_BACKFILL_TASKS: '{bound}' is not a positive integer" in out
+
+
+def test_luigid_forgets_no_finished_task_another_run_still_needs():
+    """Two backfills of one range (or one shared by two hosts): a run forgets its
+    DiscoverDay while the other run's ImportDay, pending, depends on it. luigid hands out a
+    task only when each dependency is there and DONE: forgotten, the other run would wait
+    for ever."""
+    from luigi.scheduler import DONE, PENDING
+
+    from rf_pipelines.scheduler import RfScheduler
+
+    scheduler = RfScheduler()
+    scheduler.add_task(worker="other", task_id="DiscoverDay_d", status=DONE)
+    scheduler.add_task(
+        worker="other", task_id="ImportDay_d", status=PENDING, deps=["DiscoverDay_d"]
+    )
+    scheduler.add_task(worker="this", task_id="DiscoverDay_e", status=DONE)
+    assert scheduler.forget_done(["DiscoverDay_d", "DiscoverDay_e"]) == 1
+    assert scheduler.get_work(worker="other")["task_id"] == "ImportDay_d"

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from rf_pipelines import clients, config
-from rf_pipelines.catalog import db
+from rf_pipelines.catalog import db, imports
 from rf_pipelines.cli import cli
 from rf_pipelines.imagery import stac_items
 from rf_pipelines.tasks import geoparquet as geoparquet_task
@@ -52,9 +52,13 @@ def _scenes(database_url):
         return cur.fetchall()
 
 
-def _failures(database_url):
+def _failures(database_url, source=None):
     with db.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT day, ref, reason FROM import_failures ORDER BY ref")
+        cur.execute(
+            "SELECT day, ref, reason FROM import_failures WHERE source = coalesce(%s, source) "
+            "ORDER BY ref",
+            (source,),
+        )
         return cur.fetchall()
 
 
@@ -82,8 +86,8 @@ def test_every_good_row_is_imported_and_a_bad_row_fails_alone_with_its_reason(
     }
     assert "ImportGeoparquet(" in out and "2 of 7 rows failed" in out
     # Each failure is filed under the item's day; a row without a time, under the day it was
-    # read.
-    assert _failures(env["db"]) == [
+    # read; all apart from the day imports' failures, whose days they leave as they are.
+    assert _failures(env["db"], "geoparquet:sentinel2-stac") == [
         (datetime.datetime.now(datetime.UTC).date(), no_datetime, report["failures"][no_datetime]),
         (datetime.date(2023, 10, 8), no_geometry, report["failures"][no_geometry]),
     ]
@@ -95,6 +99,22 @@ def test_every_good_row_is_imported_and_a_bad_row_fails_alone_with_its_reason(
     assert code == 3, out
     assert (again["written"], again["unchanged"], again["failures"]) == (0, 5, report["failures"])
     assert _scenes(env["db"]) == scenes
+
+
+def test_a_bad_row_of_a_file_leaves_its_days_import_complete(env):
+    """A day the day imports finished stays COMPLETE when a file's row of that day fails:
+    the file's failures are its own, not the day's (the nightly check would fail the day
+    for ever, and a backfill would discover it again)."""
+    day = datetime.date(2023, 10, 8)  # the day of the fixture's row without geometry
+    with db.transaction(env["db"]) as conn:
+        imports.start_day(conn, "sentinel2-stac", day, 0, "s3://nowhere/manifest.json")
+        assert imports.finish_day(conn, "sentinel2-stac", day) == "COMPLETE"
+    code, [report], out = _from_file("sentinel2-stac", geoparquet.SENTINEL2)
+    assert code == 3 and geoparquet.NO_GEOMETRY in report["failures"], out
+    with db.connect(env["db"]) as conn:
+        assert imports.day_report(conn, "sentinel2-stac", day)["status"] == "COMPLETE"
+        assert imports.complete_days(conn, "sentinel2-stac", day, day) == {day}
+    assert _failures(env["db"], "sentinel2-stac") == []
 
 
 def test_reading_the_same_file_again_changes_no_row(env):
