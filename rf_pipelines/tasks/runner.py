@@ -181,22 +181,27 @@ SILENT_S = 3
 
 
 def _take_over_freed(result, code, run_luigi, roles):
-    """Waits for the run's tasks another worker holds in luigid and runs those it lets go
-    unfinished (its worker died and luigid dropped it; a task with dynamic requirements went
-    back to pending), pass after pass, so that a run does not end with rows claimed by
-    nobody while a worker is here to do the work. Returns (result, code, ids still held) of
-    the last pass."""
+    """Waits for the run's tasks another worker holds in luigid, and schedules the run again
+    each time one of them is let go: done (what depends on it may now run, here or there),
+    or unfinished (its worker died and luigid dropped it; a task with dynamic requirements
+    went back to pending), which this run then takes over. So a run does not end while the
+    others' share still moves, nor with rows claimed by nobody while a worker is here to do
+    the work. Returns (result, code, ids still held) of the last pass."""
     waited = 0.0
     held = _held_elsewhere(result)
     while held and waited < MAX_WAIT_S:
         before, started = held, time.monotonic()
         held = _wait_for_held(result, started + MAX_WAIT_S - waited)
         waited += time.monotonic() - started
-        scheduled = result.worker._scheduled_tasks
-        freed = [i for i in before if i not in held and not _done(scheduled[i])]
-        if not freed:
+        let_go = [i for i in before if i not in held]
+        if not let_go:
             break
-        log.info("taking over what no worker runs any more: %s", ", ".join(sorted(freed)))
+        scheduled = result.worker._scheduled_tasks
+        freed = sorted(i for i in let_go if not _done(scheduled[i]))
+        if freed:
+            log.info("taking over what no worker runs any more: %s", ", ".join(freed))
+        else:
+            log.info("scheduling again, done elsewhere: %s", ", ".join(sorted(let_go)))
         result = run_luigi()
         code = exit_code(result, roles)
         held = _held_elsewhere(result) if code else {}
