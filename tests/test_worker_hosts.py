@@ -305,11 +305,12 @@ def test_a_killed_host_leaves_its_work_to_the_other(hosts, tmp_path, database_ur
     assert len(done) < 6, "host a finished before it was killed: nothing was left to take over"
 
     # Host b finds the batch RUNNING in luigid on a worker that no longer pings. luigid lets
-    # it go worker_disconnect_delay (15 s) after its last ping; b's run asks luigid to prune
-    # dead workers every second while it waits (at most 20 s), and the batch, FAILED with its
-    # worker gone, is scheduled again at once by b's second pass (re-added as PENDING: luigid's
-    # retry_delay only paces keep-alive workers retrying their own failures). So b waits
-    # about 15 s from a's death, then redoes only the files a had not finished.
+    # it go worker_disconnect_delay (15 s) after its last ping; b's run reads luigid's worker
+    # list (which prunes dead workers) every second while it waits, as long as the holder is
+    # silent, and the batch, FAILED with its worker gone, is scheduled again at once by b's
+    # next pass (re-added as PENDING: luigid's retry_delay only paces keep-alive workers
+    # retrying their own failures). So b waits about 15 s from a's death, then redoes only
+    # the files a had not finished.
     assert b.start("upload", "process", upload_id).wait() == 0, b.text()[-3000:]
     assert 10 < b.seconds < 60, b.seconds
     assert Counter(t.split("(", 1)[0] for t in b.ran()) == {"UploadBatch": 1, "ProcessUpload": 1}
@@ -334,14 +335,15 @@ def test_a_waiting_host_takes_over_from_a_host_killed_after_its_wait_began(
     a, b = hosts
     a.env["RF_UPLOAD_PROCESSES"] = "1"  # one file at a time: the batch outlasts b's start
     (tmp_path / "in").mkdir()
-    count = 10
+    count = 14  # about 1.5 s each, one at a time: 20 s of work, killed 10 to 15 s in
     paths = [_big_tif(tmp_path / "in" / f"big{n}.tif", n) for n in range(count)]
     upload_id = str(uploading.create_upload(paths, "hosts"))
     a.start("upload", "process", upload_id)
     _wait_until_running(a, database_url, upload_id)
     b.start("upload", "process", upload_id)
     b.wait_for_line(WAITING)  # b's share is done: ProcessUpload waits for a's batch
-    time.sleep(7)
+    # luigid frees a's batch 14 to 15 s after a's last ping: 22 s or more into b's wait.
+    time.sleep(8)
     assert a.proc.poll() is None, a.text()[-3000:]
     a.kill()
     killed = datetime.now()
