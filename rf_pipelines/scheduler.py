@@ -51,8 +51,9 @@ def luigid_config(state_path, history_url, stable_done_cooldown_secs=None):
         f"remove_delay = {REMOVE_DELAY_S}",
         # A worker that stops pinging (it pings every second) for this long is dead: the
         # tasks it was running become FAILED when luigid prunes, which every run asks for as
-        # it starts (runner.build), so a rerun takes them over instead of being told for a
-        # minute (luigid's default) that they are already running.
+        # it starts and while it waits for tasks another worker holds (runner.build), so a
+        # run takes them over instead of being told for a minute (luigid's default) that
+        # they are already running.
         f"worker_disconnect_delay = {WORKER_DISCONNECT_DELAY_S}",
     ]
     if stable_done_cooldown_secs is not None:

@@ -1,7 +1,8 @@
 """Two slow steps under one root, run by `python -m tests.shared_work FOLDER` through the
 suite's luigid: the concurrency test starts two of these at once. Each step records which
 process ran it, so the test can tell that every task ran exactly once; the step named by
-RF_TEST_FAILING_STEP fails at once, and the other one then takes RF_TEST_HOLD_SECONDS."""
+RF_TEST_FAILING_STEP fails at once, and the other one then takes RF_TEST_HOLD_SECONDS (only
+the step named by RF_TEST_HOLDING_STEP, when it is set)."""
 
 import os
 import sys
@@ -32,7 +33,9 @@ class SlowStep(luigi.Task):
             raise RuntimeError(f"step {self.name} fails, as the test asked")
         # With a failing step, the other one outlasts the run that failed by far.
         held = 6 if os.environ.get("RF_TEST_FAILING_STEP") else 2
-        time.sleep(float(os.environ.get("RF_TEST_HOLD_SECONDS", held)))
+        if self.name == os.environ.get("RF_TEST_HOLDING_STEP", self.name):
+            held = float(os.environ.get("RF_TEST_HOLD_SECONDS", held))
+        time.sleep(held)
         with self.output().open("w") as out:
             out.write(str(os.getpid()))
 

@@ -282,6 +282,41 @@ def test_a_run_that_shares_its_work_with_another_worker_never_exits_5(tmp_path, 
     assert 5 not in codes and sorted(codes) in ([0, 0], [0, 7]), (codes, outputs)
 
 
+def test_a_run_whose_share_is_done_waits_20_s_for_a_live_worker_then_exits_7(
+    tmp_path, local_services
+):
+    """Step a runs 40 s in one run; the other run's step b is done in 2 s: that run waits
+    for a, whose worker is alive, PATIENCE_S (20 s) from the end of its share, then exits 7
+    saying so; the first run finishes the work and exits 0."""
+    from rf_pipelines.tasks.runner import PATIENCE_S
+
+    argv = [sys.executable, "-m", "tests.shared_work", str(tmp_path)]
+    env = {**os.environ, "RF_TEST_HOLDING_STEP": "a", "RF_TEST_HOLD_SECONDS": "40"}
+    logs = [tmp_path / f"run-{n}.log" for n in range(2)]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        for log in logs
+    ]
+    ended, deadline = {}, time.monotonic() + 120
+    while len(ended) < 2 and time.monotonic() < deadline:
+        for proc in procs:
+            if str(proc.pid) not in ended and proc.poll() is not None:
+                ended[str(proc.pid)] = time.time()
+        time.sleep(0.1)
+    outputs = [log.read_text() for log in logs]
+    assert len(ended) == 2, outputs
+    ran = sorted(p.name for p in tmp_path.glob("*.ran-by-*"))
+    pids = {name.split(".")[0]: name.rsplit("-", 1)[1] for name in ran}
+    assert pids["a"] != pids["b"], (ran, outputs)
+    waiting = [str(p.pid) for p in procs].index(pids["b"])
+    assert [p.returncode for p in procs][waiting] == 7, outputs
+    assert [p.returncode for p in procs][1 - waiting] == 0, outputs
+    assert "already running on another worker" in outputs[waiting]
+    # Its share ended when b was done; it then waited for a, whose worker pinged on.
+    waited = ended[pids["b"]] - (tmp_path / "b.done").stat().st_mtime
+    assert PATIENCE_S <= waited < PATIENCE_S + 10, (waited, outputs[waiting])
+
+
 def test_a_run_whose_shared_work_failed_in_the_other_run_exits_3_not_7(tmp_path, local_services):
     """When the other run's step fails, nothing runs any more: "already running" (7) would
     send an operator to wait for nothing."""

@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import inspect
+import logging
 import traceback
 
 import luigi
@@ -10,6 +11,8 @@ import luigi
 from rf_pipelines import config, retry, runs
 from rf_pipelines.errors import ConfigError, PermanentError
 from rf_pipelines.targets import MarkerTarget, output_url, target_for
+
+log = logging.getLogger(__name__)
 
 
 def _recording_errors(complete):
@@ -67,7 +70,10 @@ class RfTask(luigi.Task):
         return retry.call(fn, *args, attempts=attempts, first_wait=first_wait, **kwargs)
 
     def report_progress(self, message, percent=None):
-        """Shows ``message`` (and a percentage) in the visualiser while the task runs."""
+        """Shows ``message`` (and a percentage) in the visualiser while the task runs, and
+        writes it to the task's log: an upload batch's log then names each step of each of
+        its files as it starts (its pool's processes write to the batch's log)."""
+        log.info("progress: %s", message)
         if callable(getattr(self, "set_status_message", None)):
             self.set_status_message(message)
         if percent is not None and callable(getattr(self, "set_progress_percentage", None)):

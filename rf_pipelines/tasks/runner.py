@@ -105,17 +105,7 @@ def build(tasks, local_scheduler=None, workers=1, notify=True, roles=None):
         code = exit_code(result, roles)
         held = []
         if code and not local_scheduler:
-            # Part of the work may still be another worker's: a live one finishes it, a dead
-            # one's is freed once luigid drops it. Wait for that (bounded); what was freed,
-            # this run takes over in a second pass, so that it does not end with rows claimed
-            # by nobody. What is still held then is named in the run's lines.
-            before = set(_held_elsewhere(result))
-            held = _wait_for_held(result) if before else []
-            scheduled = result.worker._scheduled_tasks
-            if any(not _done(scheduled[i]) for i in before - set(held)):
-                result = run_luigi()
-                code = exit_code(result, roles)
-                held = _held_elsewhere(result)
+            result, code, held = _take_over_freed(result, code, run_luigi, roles)
     finally:
         os.environ.pop(runs.ENV, None)
         os.environ.pop(runs.LOGS_URL_ENV, None)
@@ -178,16 +168,64 @@ def _prune_dead_workers():
         log.warning("luigid did not prune dead workers: %s", err)
 
 
+# How long a host waits for the tasks another worker holds: a live holder's at most
+# PATIENCE_S from when the wait starts (a task of its own may run for an hour: this run then
+# exits 7); a silent one's until luigid drops it (WORKER_DISCONNECT_DELAY_S after its last
+# ping), so that a dead worker's task is taken over. The waits of one run, between its
+# passes, last at most MAX_WAIT_S in all.
+PATIENCE_S = 20
+MAX_WAIT_S = 120
+# A worker pings luigid every second ([core] worker-ping-interval); one whose last activity
+# has not moved for this long, as this run sees it, is taken for dead.
+SILENT_S = 3
+
+
+def _take_over_freed(result, code, run_luigi, roles):
+    """Waits for the run's tasks another worker holds in luigid, and schedules the run again
+    each time one of them is let go: done (what depends on it may now run, here or there),
+    or unfinished (its worker died and luigid dropped it; a task with dynamic requirements
+    went back to pending), which this run then takes over. So a run does not end while the
+    others' share still moves, nor with rows claimed by nobody while a worker is here to do
+    the work. Returns (result, code, ids still held) of the last pass."""
+    waited = 0.0
+    held = _held_elsewhere(result)
+    while held and waited < MAX_WAIT_S:
+        before, started = held, time.monotonic()
+        held = _wait_for_held(result, started + MAX_WAIT_S - waited)
+        waited += time.monotonic() - started
+        let_go = [i for i in before if i not in held]
+        if not let_go:
+            break
+        scheduled = result.worker._scheduled_tasks
+        freed = sorted(i for i in let_go if not _done(scheduled[i]))
+        if freed:
+            log.info("taking over what no worker runs any more: %s", ", ".join(freed))
+        else:
+            log.info("scheduling again, done elsewhere: %s", ", ".join(sorted(let_go)))
+        result = run_luigi()
+        code = exit_code(result, roles)
+        held = _held_elsewhere(result) if code else {}
+    return result, code, sorted(held)
+
+
 def _held_elsewhere(result):
-    """Ids of the run's tasks that luigid has RUNNING on another worker (or on a dead one,
-    until luigid lets it go WORKER_DISCONNECT_DELAY_S after its last ping)."""
+    """{task id: (worker id, its last activity in luigid)} of the run's tasks that luigid has
+    RUNNING on another worker (or on a dead one, until luigid drops it
+    WORKER_DISCONNECT_DELAY_S after its last ping: luigid's worker list prunes first)."""
     from luigi.rpc import RemoteScheduler
 
     try:
-        running = RemoteScheduler(scheduler_url()).task_list("RUNNING", "")
+        workers = RemoteScheduler(scheduler_url()).worker_list()
     except Exception:  # noqa: BLE001 - luigid away: what it runs is unknown, say nothing
-        return []
-    return sorted(set(result.worker._scheduled_tasks) & set(running))
+        return {}
+    mine = result.worker._scheduled_tasks
+    return {
+        task_id: (worker["name"], worker["last_active"])
+        for worker in workers
+        if worker["name"] != result.worker._id
+        for task_id in worker.get("running") or {}
+        if task_id in mine
+    }
 
 
 def _done(task):
@@ -197,18 +235,28 @@ def _done(task):
         return False
 
 
-def _wait_for_held(result, timeout=None):
-    """Waits while luigid has tasks of this run RUNNING on another worker, asking luigid to
-    drop dead workers every second, for at most WORKER_DISCONNECT_DELAY_S + 5 s. Returns the
-    ids still held."""
-    from rf_pipelines.scheduler import WORKER_DISCONNECT_DELAY_S
-
-    deadline = time.monotonic() + (WORKER_DISCONNECT_DELAY_S + 5 if timeout is None else timeout)
+def _wait_for_held(result, until):
+    """Waits while luigid has tasks of this run RUNNING on another worker: at most
+    PATIENCE_S while every holder is alive, longer (until ``until``, a monotonic time) while
+    one is silent, which luigid is about to drop. Returns what is still held, as
+    ``_held_elsewhere``."""
+    patience = time.monotonic() + PATIENCE_S
+    changed = {}  # worker id: (its last activity, when this run saw it change)
     held = _held_elsewhere(result)
-    while held and time.monotonic() < deadline:
+    if held:
+        log.info("waiting for tasks another worker runs: %s", ", ".join(sorted(held)))
+    while held and time.monotonic() < until:
+        now = time.monotonic()
+        for worker, last_active in held.values():
+            if changed.get(worker, (None,))[0] != last_active:
+                changed[worker] = (last_active, now)
+        silent = [w for w, _ in held.values() if now - changed[w][1] >= SILENT_S]
+        if now >= patience and not silent:
+            break
         time.sleep(1)
-        _prune_dead_workers()
         held = _held_elsewhere(result)
+    if held:
+        log.info("stopped waiting; still running on other workers: %s", ", ".join(sorted(held)))
     return held
 
 
