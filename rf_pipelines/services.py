@@ -680,7 +680,38 @@ def stop_spark(home):
         _stop_spark(home)
 
 
+def _processes_under(folder):
+    """Pids of the processes whose working directory is under ``folder``."""
+    found = []
+    for entry in os.listdir("/proc") if Path("/proc").exists() else ():
+        if entry.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if cwd == str(folder) or cwd.startswith(f"{folder}/"):
+                found.append(int(entry))
+    return found
+
+
+def _stop_strays(folder, timeout=STOP_TIMEOUT_S):
+    """SIGTERM, then SIGKILL, to what still runs in ``folder``: executors' Python workers
+    (PySpark's daemon takes a process group of its own, so the worker's group misses it)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_under(folder)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if pid_alive(pid)]
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
 def _stop_spark(home):
+    work = services_dir(home) / SPARK / "worker" / "work"
     for part in ("worker", "master"):
         folder = services_dir(home) / SPARK / part
         pid = _read_pid(folder / "pid")
@@ -689,6 +720,8 @@ def _stop_spark(home):
         elif pid and pid_alive(pid):
             log.warning("spark %s: pid %s is not this service; not stopping it", part, pid)
         (folder / "pid").unlink(missing_ok=True)
+        if part == "worker":
+            _stop_strays(work)
 
 
 def spark_running(home):
