@@ -226,13 +226,7 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _copy_line(key, record, datasource_id, written_by):
     """A scene row in COPY's text format: the values ``_scene_values`` gives."""
-    metadata = {
-        **record["scene_metadata"],
-        "product_id": record["product_id"],
-        "product_rank": _rank(record),
-        "bands": record["bands"],
-        "thumbnails": record["thumbnails"],
-    }
+    metadata = _stored_metadata(record)
     data, tile = record["footprints"]["data"], record["footprints"]["tile"]
     tile_4326, tile_3857 = _dumps(tile["4326"]), _dumps(tile["3857"])
     same = data is tile  # one footprint for both, as imports make them: written once
@@ -281,14 +275,19 @@ def _rank(record):
     return record.get("product_rank") or ""
 
 
-def _scene_values(record, datasource_id, written_by):
-    metadata = {
+def _stored_metadata(record):
+    """The scene_metadata a record is stored with (the upsert's and COPY's alike)."""
+    return {
         **record["scene_metadata"],
         "product_id": record["product_id"],
         "product_rank": _rank(record),
         "bands": record["bands"],
         "thumbnails": record["thumbnails"],
     }
+
+
+def _scene_values(record, datasource_id, written_by):
+    metadata = _stored_metadata(record)
     data, tile = record["footprints"]["data"], record["footprints"]["tile"]
     row = {
         "id": scene_id(record),
